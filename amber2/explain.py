@@ -1,0 +1,216 @@
+"""Plain-language wording for an `Analysis`, and the numbers behind the app's Learn tab.
+
+Nothing here draws: `amber2.charts` renders what these functions compute.
+
+Where the paper is silent (it defines no wording), the choices are:
+- a head's ambiguity is its entropy normalised by ln C (0 = one class, 1 = uniform), cut into
+  "clear" / "somewhat mixed" / "very mixed" at `ExplainConfig.mixed_from` and `.very_mixed_from`;
+- the audio-text conflict is the Jensen-Shannon distance of `Analysis.conflict` normalised by its maximum
+  sqrt(ln 2), cut into "agree" / "partly disagree" / "disagree" at `.conflict_some_from` and
+  `.conflict_strong_from`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from amber2.labels import votes_to_distribution
+from amber2.losses import expert_weights, js_divergence
+
+HEADS = ("audio", "text", "fused")
+# How each head is named to a visitor: the audio head hears the voice, the text head reads the words.
+HEAD_LABELS = {"audio": "Voice (audio)", "text": "Words (text)", "fused": "Together (fused)"}
+JS_DISTANCE_MAX = math.sqrt(math.log(2.0))  # JS distance, natural log, between two disjoint distributions
+
+# Adjectives for "the voice sounds ..."; a class not listed here is used as it is.
+ADJECTIVES = {
+    "neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angry", "fear": "fearful",
+    "fearful": "fearful", "disgust": "disgusted", "surprise": "surprised", "contempt": "contemptuous",
+    "calm": "calm", "frustrated": "frustrated", "excited": "excited", "joy": "joyful",
+}
+
+AMBIGUITY_LEVELS = ("clear", "somewhat mixed", "very mixed")
+CONFLICT_LEVELS = ("agree", "partly disagree", "disagree")
+
+
+class AnalysisLike(Protocol):
+    """The fields of `amber2.pipeline.Analysis` this module reads."""
+
+    transcript: str
+    classes: list[str]
+    audio: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+    entropy: dict[str, float]
+    conflict: float
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Thresholds that turn numbers into words (all on a 0-1 scale)."""
+
+    mixed_from: float = 0.35        # normalised entropy at or above which a head is "somewhat mixed"
+    very_mixed_from: float = 0.70   # ... and "very mixed"
+    conflict_some_from: float = 0.25    # normalised JS distance at or above which voice and words "partly disagree"
+    conflict_strong_from: float = 0.50  # ... and "disagree"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mixed_from < self.very_mixed_from <= 1.0:
+            raise ValueError("ExplainConfig needs 0 < mixed_from < very_mixed_from <= 1")
+        if not 0.0 < self.conflict_some_from < self.conflict_strong_from <= 1.0:
+            raise ValueError("ExplainConfig needs 0 < conflict_some_from < conflict_strong_from <= 1")
+
+
+DEFAULT = ExplainConfig()
+
+
+def adjective(emotion: str) -> str:
+    """'angry' -> 'angry', 'fear' -> 'fearful': the word that follows 'sounds' or 'read'."""
+    return ADJECTIVES.get(emotion.lower(), emotion.lower())
+
+
+def normalized_entropy(entropy: float, n_classes: int) -> float:
+    """Entropy (natural log) divided by ln C, clipped to [0, 1]."""
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes to speak of ambiguity, got {n_classes}")
+    return float(min(max(entropy / math.log(n_classes), 0.0), 1.0))
+
+
+def ambiguity_level(entropy: float, n_classes: int, cfg: ExplainConfig = DEFAULT) -> str:
+    """'clear', 'somewhat mixed' or 'very mixed' for a distribution with this entropy."""
+    h = normalized_entropy(entropy, n_classes)
+    if h >= cfg.very_mixed_from:
+        return AMBIGUITY_LEVELS[2]
+    if h >= cfg.mixed_from:
+        return AMBIGUITY_LEVELS[1]
+    return AMBIGUITY_LEVELS[0]
+
+
+def normalized_conflict(conflict: float) -> float:
+    """JS distance divided by its maximum sqrt(ln 2), clipped to [0, 1]."""
+    return float(min(max(conflict / JS_DISTANCE_MAX, 0.0), 1.0))
+
+
+def conflict_level(conflict: float, cfg: ExplainConfig = DEFAULT) -> str:
+    """'agree', 'partly disagree' or 'disagree' for a JS distance between audio and text."""
+    c = normalized_conflict(conflict)
+    if c >= cfg.conflict_strong_from:
+        return CONFLICT_LEVELS[2]
+    if c >= cfg.conflict_some_from:
+        return CONFLICT_LEVELS[1]
+    return CONFLICT_LEVELS[0]
+
+
+def _top(analysis: AnalysisLike, head: str) -> str:
+    return analysis.classes[int(np.argmax(getattr(analysis, head)))]
+
+
+def conflict_sentence(analysis: AnalysisLike, cfg: ExplainConfig = DEFAULT) -> str:
+    """One sentence on whether the voice and the words tell the same emotion."""
+    voice, words = adjective(_top(analysis, "audio")), adjective(_top(analysis, "text"))
+    level = conflict_level(analysis.conflict, cfg)
+    if voice != words:
+        if level == "disagree":
+            return f"The voice sounds {voice} while the words read {words}."
+        if level == "partly disagree":
+            return f"The voice leans {voice} while the words lean {words}: they partly disagree."
+        return (f"The voice leans {voice} and the words lean {words}, but both are close calls, "
+                "so they hardly disagree.")
+    if level == "agree":
+        return f"Voice and words agree: both suggest {voice}."
+    return f"Voice and words both lean {voice}, but they differ on what else it could be."
+
+
+CONFLICT_MEANING = ("Conflict is the Jensen-Shannon distance between the voice and the words distributions: "
+                    f"0 when they are identical, {JS_DISTANCE_MAX:.2f} when they share nothing.")
+
+
+def summary(analysis: AnalysisLike, cfg: ExplainConfig = DEFAULT) -> dict:
+    """JSON-ready wording and numbers for each head and for the audio-text conflict."""
+    n = len(analysis.classes)
+    heads = {}
+    for head in HEADS:
+        p = np.asarray(getattr(analysis, head), dtype=float)
+        top = int(np.argmax(p))
+        h = float(analysis.entropy[head])
+        heads[head] = {
+            "label": HEAD_LABELS[head],
+            "top": analysis.classes[top],
+            "probability": float(p[top]),
+            "entropy": h,
+            "ambiguity": normalized_entropy(h, n),
+            "level": ambiguity_level(h, n, cfg),
+        }
+    return {
+        "transcript": analysis.transcript,
+        "heads": heads,
+        "conflict": {
+            "value": float(analysis.conflict),
+            "normalized": normalized_conflict(analysis.conflict),
+            "level": conflict_level(analysis.conflict, cfg),
+            "sentence": conflict_sentence(analysis, cfg),
+        },
+    }
+
+
+def summary_markdown(info: dict) -> str:
+    """The `summary` as a short Markdown block for the panel beside the chart."""
+    lines = ["| | top emotion | how sure | ambiguity |", "|---|---|---|---|"]
+    for head in HEADS:
+        h = info["heads"][head]
+        lines.append(f"| **{h['label']}** | {h['top']} | {h['probability']:.0%} | "
+                     f"{h['level']} ({h['ambiguity']:.2f}) |")
+    c = info["conflict"]
+    lines += ["", f"**Voice vs words: {c['level']}** (conflict {c['value']:.2f}). {c['sentence']}",
+              "", f"<small>{CONFLICT_MEANING} Ambiguity is the entropy divided by ln C: "
+              "0 = one emotion, 1 = all equally likely.</small>"]
+    return "\n".join(lines)
+
+
+# ---- Learn tab: Eq. 1 and Eq. 5 with the project's own functions ----
+
+def vote_distribution(counts: Sequence[float]) -> np.ndarray:
+    """Rater vote counts -> soft label (Eq. 1), refusing a table with no vote."""
+    arr = np.asarray(counts, dtype=float)
+    if arr.ndim != 1 or np.any(arr < 0) or not np.all(np.isfinite(arr)):
+        raise ValueError("vote counts must be a list of non-negative numbers, one per class")
+    y = votes_to_distribution(arr)
+    if y is None:
+        raise ValueError("give at least one vote: with no rater, there is no distribution")
+    return np.asarray(y, dtype=float)
+
+
+@dataclass(frozen=True)
+class WeightCurve:
+    """Expert weights u_A, u_T (Eq. 5) over a range of kappa, with the distances D_m behind them."""
+
+    kappas: np.ndarray      # (K,)
+    u_audio: np.ndarray     # (K,)
+    u_text: np.ndarray      # (K,)
+    d_audio: float          # JS(p_A || y)
+    d_text: float           # JS(p_T || y)
+
+    def at(self, kappa: float) -> tuple[float, float]:
+        """(u_A, u_T) at the grid point nearest to `kappa`."""
+        i = int(np.argmin(np.abs(self.kappas - kappa)))
+        return float(self.u_audio[i]), float(self.u_text[i])
+
+
+def expert_weight_curve(p_audio: np.ndarray, p_text: np.ndarray, target: np.ndarray,
+                        kappas: np.ndarray | None = None) -> WeightCurve:
+    """u_A and u_T of Eq. 5 (fused head as student) for each kappa, via `amber2.losses.expert_weights`."""
+    if kappas is None:
+        kappas = np.linspace(0.0, 16.0, 65)
+    experts = torch.tensor(np.stack([p_audio, p_text]), dtype=torch.float32)[:, None, :]  # (E=2, B=1, C)
+    y = torch.tensor(np.asarray(target), dtype=torch.float32)[None, :]                      # (B=1, C)
+    if experts.shape[-1] != y.shape[-1]:
+        raise ValueError(f"the target has {y.shape[-1]} classes but the predictions have {experts.shape[-1]}")
+    with torch.no_grad():
+        u = torch.stack([expert_weights(experts, y, float(k))[:, 0] for k in kappas])  # (K, 2)
+        d = js_divergence(experts[:, 0, :], y.expand(2, -1))                           # (2,)
+    return WeightCurve(kappas=np.asarray(kappas, dtype=float), u_audio=u[:, 0].numpy().astype(float),
+                       u_text=u[:, 1].numpy().astype(float), d_audio=float(d[0]), d_text=float(d[1]))

@@ -1,0 +1,65 @@
+"""amber2.charts: the figures carry the numbers they claim to show, in fixed colours, at an explicit height."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.io as pio
+
+from amber2 import charts, explain
+from test_explain import DEMO7, FakeAnalysis, peaked
+
+
+def _analysis():
+    return FakeAnalysis(audio=peaked("angry", 0.7), text=peaked("neutral", 0.6), fused=peaked("angry", 0.5))
+
+
+def test_distribution_figure_is_one_grouped_chart_with_three_heads():
+    a = _analysis()
+    fig = charts.distribution_figure(a)
+    assert fig.layout.barmode == "group"
+    assert [t.type for t in fig.data] == ["bar"] * 3
+    assert [t.name for t in fig.data] == [explain.HEAD_LABELS[h] for h in ("audio", "text", "fused")]
+    for trace, head in zip(fig.data, ("audio", "text", "fused")):
+        assert list(trace.x) == DEMO7
+        np.testing.assert_allclose(trace.y, getattr(a, head))
+        assert trace.marker.color == charts.DEFAULT_STYLE.colors[head]
+        assert "%{y" in trace.hovertemplate  # values on hover
+    assert len({t.marker.color for t in fig.data}) == 3
+    assert fig.layout.height == charts.DEFAULT_STYLE.height
+    assert fig.layout.showlegend is not False
+    # It serialises for the browser (what gr.Plot sends).
+    json.loads(pio.to_json(fig))
+
+
+def test_style_is_configuration():
+    style = charts.ChartStyle(height=300, colors={"audio": "red", "text": "blue", "fused": "green"})
+    fig = charts.distribution_figure(_analysis(), style)
+    assert fig.layout.height == 300 and fig.data[0].marker.color == "red"
+
+
+def test_placeholder_shows_classes_and_message():
+    fig = charts.placeholder_figure(DEMO7, "Upload a clip")
+    assert list(fig.data[0].x) == DEMO7 and fig.layout.annotations[0].text == "Upload a clip"
+
+
+def test_votes_figure_shows_eq1():
+    counts = [1, 0, 1, 3, 0, 0, 0]
+    y = explain.vote_distribution(counts)
+    fig = charts.votes_figure(DEMO7, counts, y)
+    np.testing.assert_allclose(fig.data[0].y, [0.2, 0, 0.2, 0.6, 0, 0, 0])
+    assert fig.data[0].text[3] == "3 votes" and fig.data[0].text[0] == "1 vote"
+    assert "N = 5" in fig.layout.title.text
+
+
+def test_expert_weight_figure_marks_the_chosen_kappa():
+    y = explain.vote_distribution([1, 0, 1, 3, 0, 0, 0])
+    curve = explain.expert_weight_curve(peaked("angry", 0.6), peaked("neutral", 0.6), y)
+    fig = charts.expert_weight_figure(curve, kappa=4.0)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert len(lines) == 2 and len(markers) == 2
+    np.testing.assert_allclose(lines[0].y, curve.u_audio)
+    np.testing.assert_allclose([m.y[0] for m in markers], curve.at(4.0))
+    assert all(m.x[0] == 4.0 for m in markers)
+    assert lines[0].line.color == charts.DEFAULT_STYLE.colors["audio"]
