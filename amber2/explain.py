@@ -214,3 +214,32 @@ def expert_weight_curve(p_audio: np.ndarray, p_text: np.ndarray, target: np.ndar
         d = js_divergence(experts[:, 0, :], y.expand(2, -1))                           # (2,)
     return WeightCurve(kappas=np.asarray(kappas, dtype=float), u_audio=u[:, 0].numpy().astype(float),
                        u_text=u[:, 1].numpy().astype(float), d_audio=float(d[0]), d_text=float(d[1]))
+
+
+# ---- Model panel: what checkpoint is loaded, in its own words ----
+
+def _strip_front_matter(card: str) -> str:
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            return card[end + 4:].lstrip("\n")
+    return card
+
+
+def describe_model(source: str, config: dict, card: str | None = None) -> dict[str, str]:
+    """Markdown for the model panel from a checkpoint's `config.json` and model card.
+
+    Returns {"summary": a short table, "card": the card's body without its YAML front matter ("" if none)}.
+    """
+    rows = [("checkpoint", f"`{source}`"),
+            ("label space", f"{config.get('label_space', '?')}: {', '.join(config.get('classes', []))}"),
+            ("audio encoder", str(config.get("audio_encoder", "?"))),
+            ("text encoder", str(config.get("text_encoder", "?")))]
+    provenance = config.get("provenance") or {}
+    for key, value in provenance.items():
+        if isinstance(value, (dict, list)):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else \
+                ", ".join(map(str, value))
+        rows.append((str(key).replace("_", " "), str(value)))
+    table = "\n".join(["| | |", "|---|---|"] + [f"| **{k}** | {v} |" for k, v in rows])
+    return {"summary": table, "card": _strip_front_matter(card).strip() if card else ""}
