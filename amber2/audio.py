@@ -8,7 +8,9 @@ the rate is converted with `torchaudio.functional.resample`.
 from __future__ import annotations
 
 import math
+import os
 import re
+import signal
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -130,22 +132,31 @@ def _read_with_ffmpeg(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]
     # Decode at most a little past the limit so a 3-hour file costs no more than a 61 s one.
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-vn", "-t", f"{limits.max_seconds + 1:.3f}",
            "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
-    try:
-        run = subprocess.run(cmd, capture_output=True, timeout=limits.ffmpeg_timeout_s)
-    except subprocess.TimeoutExpired as err:
-        raise AudioError(f"Decoding {path.name} took longer than {limits.ffmpeg_timeout_s:g} s; "
-                         "the file may be damaged.") from err
-    log = run.stderr.decode("utf-8", "replace")
-    if run.returncode != 0 or not run.stdout:
-        no_track = run.returncode == 0 or "does not contain any stream" in log or "matches no streams" in log
+    returncode, stdout, log = _run_with_timeout(cmd, limits.ffmpeg_timeout_s, path.name)
+    if returncode != 0 or not stdout:
+        no_track = returncode == 0 or "does not contain any stream" in log or "matches no streams" in log
         reason = "it holds no audio track" if no_track else "it is not an audio file, or it is damaged"
         raise AudioError(f"{path.name} could not be read as audio: {reason}.")
-    samples = np.frombuffer(run.stdout, dtype="<f4").copy()
+    samples = np.frombuffer(stdout, dtype="<f4").copy()
     if len(samples) / SAMPLE_RATE > limits.max_seconds:
         match = _DURATION.search(log)
         full = (int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])) if match else None
         raise AudioError(_too_long(full, limits))
     return samples, SAMPLE_RATE
+
+
+def _run_with_timeout(cmd: list[str], timeout: float, name: str) -> tuple[int, bytes, str]:
+    """(return code, stdout, stderr text) of `cmd`; after `timeout` seconds its whole process group is
+    killed (a plain kill could leave a child holding the pipes open, and reading them would then hang)."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AudioError(f"Decoding {name} took longer than {timeout:g} s; the file may be damaged.") from err
+    return proc.returncode, stdout, stderr.decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------------------------------------
