@@ -449,7 +449,8 @@ def load_votes_csv(root: Path, opts: CsvOptions) -> Corpus:
             raise DatasetError(f"{where}: empty audio cell (pass require_audio=False for text-only items)")
         item_id = cell.get("id") or cell["audio"] or f"row{n}"
         if item_id in seen:
-            raise DatasetError(f"{where}: duplicate id {item_id!r}")
+            hint = "" if "id" in idx else " (without an id column the audio path is the id: add one)"
+            raise DatasetError(f"{where}: duplicate id {item_id!r}{hint}")
         seen.add(item_id)
         counts = [_csv_number(cell[c], f"{where}, column {c}") for c in space.classes]
         if cell.get("n_votes") and abs(_csv_number(cell["n_votes"], f"{where}, column n_votes")
