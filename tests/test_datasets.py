@@ -215,6 +215,13 @@ def test_csv_loads_votes_relative_audio_and_groups(tmp_path, ravdess_clip):
     assert corpus.skipped == {"no_annotation": 1}
     assert sorted(it.fold for it in corpus.items) == [0, 1]
     assert len(load_dataset("csv", tmp_path, space="iemocap4", n_folds=2).items) == 2   # folder with votes.csv
+    bom = tmp_path / "bom.csv"   # as a spreadsheet saves "CSV UTF-8"
+    bom.write_bytes(b"\xef\xbb\xbfid,audio,transcript,neutral,happy,angry,sad\n"
+                    b"p,clips/a.flac,x,0,0,0,2\nq,clips/a.flac,y,1,0,0,0\n")
+    assert [it.votes.tolist() for it in load_dataset("csv", bom, space="iemocap4", n_folds=2).items] == \
+        [[0, 0, 0, 2], [1, 0, 0, 0]]
+    with pytest.raises(DatasetError, match="cannot make 5 folds from 2 group"):
+        load_dataset("csv", bom, space="iemocap4")
     dup = write(tmp_path / "dup.csv", "audio,transcript,neutral,happy,angry,sad\n"
                                       "clips/a.flac,x,1,0,0,0\nclips/a.flac,y,1,0,0,0\n")
     with pytest.raises(DatasetError, match=r"row 3: duplicate id 'clips/a.flac' \(without an id column"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,16 @@ def test_inspect_prints_class_fold_ambiguity_and_skip_counts(releases, capsys):
 def test_inspect_options_reach_the_loader(releases, capsys):
     assert main(["--dataset", "iemocap", "--root", str(releases["iemocap"]), "--merge-excited"]) == 0
     assert "40 items" in capsys.readouterr().out     # the fru/exc-only utterance now has a happy vote
+
+
+def test_inspect_missing_skip_counts_absent_audio(releases, tmp_path, capsys):
+    root = Path(shutil.copytree(releases["msp"], tmp_path / "msp"))
+    (root / "Audios/MSP-PODCAST_0001_0001.wav").unlink()
+    assert main(["--dataset", "msp-podcast", "--root", str(root)]) == 2
+    assert "missing audio for MSP-PODCAST_0001_0001" in capsys.readouterr().err
+    assert main(["--dataset", "msp-podcast", "--root", str(root), "--missing", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "38 items" in out and "missing_audio: 1" in out
 
 
 def test_inspect_errors_are_one_line_with_exit_status_2(releases, tmp_path, capsys):

@@ -24,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from amber2.labels import LabelSpace, entropy, get_space, votes_to_distribution
+from amber2.labels import LabelSpace, entropy, get_space
+from amber2.metrics import MetricsError, ambiguity_bin_edges, bin_index
 
 DEFAULT_FOLDS = 5
 
@@ -134,7 +135,7 @@ def _read_text(path: Path, what: str) -> str:
     if not path.is_file():
         raise DatasetError(f"missing {what}: expected the file {path}")
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return path.read_text(encoding="utf-8-sig", errors="replace")   # -sig: spreadsheets write a BOM
     except OSError as e:
         raise DatasetError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
@@ -618,28 +619,23 @@ class CorpusSummary:
     skipped: dict[str, int]
 
 
-def ambiguity_edges(p: np.ndarray, n_bins: int = 4) -> np.ndarray:
-    """Entropy bin edges: amber2.metrics.ambiguity_bin_edges where present, else equal width over [0, ln C]."""
-    try:
-        from amber2.metrics import ambiguity_bin_edges
-    except ImportError:
-        return np.linspace(0.0, np.log(p.shape[1]), n_bins + 1)
-    return np.asarray(ambiguity_bin_edges(p, n_bins=n_bins, mode="width"), dtype=np.float64)
-
-
-def summarize(corpus: Corpus, n_bins: int = 4) -> CorpusSummary:
-    """Class, fold and ambiguity counts of a corpus."""
+def summarize(corpus: Corpus, n_bins: int = 4, bin_mode: str = "width") -> CorpusSummary:
+    """Class, fold and ambiguity counts of a corpus (ambiguity bins as amber2.metrics bins them)."""
+    if not corpus.items:
+        raise DatasetError(f"{corpus.name} has no item to summarize")
     classes = list(corpus.space.classes)
     votes = corpus.votes()
-    p = np.stack([votes_to_distribution(v) for v in votes]) if len(votes) else np.zeros((0, len(classes)))
-    major = np.argmax(p, axis=1) if len(p) else np.zeros(0, dtype=int)
+    p = corpus.distributions()
+    major = np.argmax(p, axis=1)
     folds = sorted({it.fold for it in corpus.items}, key=lambda f: (f is None, f or 0))
     fold_class = {f: dict.fromkeys(classes, 0) for f in folds}
     for it, m in zip(corpus.items, major):
         fold_class[it.fold][classes[m]] += 1
-    h = entropy(p) if len(p) else np.zeros(0)
-    edges = ambiguity_edges(p, n_bins) if len(p) else np.linspace(0, np.log(len(classes)), n_bins + 1)
-    which = np.clip(np.searchsorted(edges, h, side="right") - 1, 0, len(edges) - 2)
+    try:
+        edges = ambiguity_bin_edges(p, n_bins=n_bins, mode=bin_mode)
+    except MetricsError as e:
+        raise DatasetError(str(e)) from None
+    which = bin_index(p, edges)
     bins = [(float(edges[b]), float(edges[b + 1]), int(np.sum(which == b))) for b in range(len(edges) - 1)]
     return CorpusSummary(
         name=corpus.name, space=corpus.space.name, classes=classes, n_items=len(corpus.items),

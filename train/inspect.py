@@ -41,22 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="label space (default: the corpus's own; required for csv)")
     p.add_argument("--csv", type=Path, help="also write one row per item (id, fold, transcript, audio, votes)")
     p.add_argument("--bins", type=int, default=4, help="number of ambiguity bins (default 4)")
+    p.add_argument("--bin-mode", choices=("width", "quantile"), default="width",
+                   help="equal-width entropy bins over [0, ln C] (default) or equal-count bins")
     p.add_argument("--n-folds", type=int, help="folds to assign where the corpus has none (default 5)")
     p.add_argument("--seed", type=int, help="seed of the fold assignment (default 0)")
     p.add_argument("--include-self", action="store_true", default=None,
                    help="IEMOCAP: count the actors' self-evaluations too")
     p.add_argument("--merge-excited", action="store_true", default=None, help="IEMOCAP: count excited as happy")
+    p.add_argument("--missing", choices=("error", "skip"),
+                   help="IEMOCAP/MSP-Podcast: an utterance without audio or transcript stops the load (error, "
+                        "default) or is counted and left out (skip)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m train inspect`; returns the exit status (2 on a dataset error)."""
     args = build_parser().parse_args(argv)
-    if args.bins < 1:
-        print("error: --bins must be at least 1", file=sys.stderr)
-        return 2
     given = {"space": args.space, "n_folds": args.n_folds, "seed": args.seed,
-             "include_self": args.include_self, "merge_excited": args.merge_excited}
+             "include_self": args.include_self, "merge_excited": args.merge_excited, "missing": args.missing}
     accepted = {f for f in DATASETS[args.dataset][0].__dataclass_fields__}
     options = {k: v for k, v in given.items() if v is not None}
     ignored = sorted(set(options) - accepted)
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         corpus = load_dataset(args.dataset, args.root, **options)
-        print(format_summary(summarize(corpus, n_bins=args.bins)))
+        print(format_summary(summarize(corpus, n_bins=args.bins, bin_mode=args.bin_mode)))
         if args.csv:
             write_votes_csv(corpus, args.csv)
             print(f"\nwrote {len(corpus.items)} rows to {args.csv}")
