@@ -34,6 +34,7 @@ SKIP_NO_VOTE = "no_vote_in_space"        # every rater label fell outside the la
 SKIP_NO_ANNOTATION = "no_annotation"     # the item has no rater label at all
 SKIP_NO_TRANSCRIPT = "missing_transcript"
 SKIP_NO_AUDIO = "missing_audio"
+SKIP_NOT_SPEECH = "not_speech"           # RAVDESS song clips (vocal channel 02)
 
 
 class DatasetError(ValueError):
@@ -54,12 +55,14 @@ class Item:
 
 @dataclass
 class Corpus:
-    """Items sharing one label space; `skipped` counts excluded items by reason."""
+    """Items sharing one label space; `skipped` counts excluded items by reason, `dropped_votes` the rater labels
+    of kept items that fell outside the space (e.g. IEMOCAP frustration in iemocap4)."""
 
     name: str
     space: LabelSpace
     items: list[Item]
     skipped: dict[str, int] = field(default_factory=dict)
+    dropped_votes: int = 0
 
     def votes(self) -> np.ndarray:
         """(N, C) vote counts of all items."""
@@ -182,17 +185,17 @@ class _Collector:
             self.skipped[SKIP_NO_ANNOTATION] += 1
             return
         counts, dropped = self.space.count_votes(raw_labels)
-        self.votes_dropped += int(dropped)
         if float(np.sum(counts)) <= 0:
             self.skipped[SKIP_NO_VOTE] += 1
             return
+        self.votes_dropped += int(dropped)
         self.items.append(Item(id, audio, transcript, np.asarray(counts, dtype=np.float64), fold, group))
 
     def corpus(self, name: str) -> Corpus:
         if not self.items:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items())) or "nothing found"
             raise DatasetError(f"{name}: no usable item in the {self.space.name} label space ({reasons})")
-        return Corpus(name, self.space, self.items, dict(self.skipped))
+        return Corpus(name, self.space, self.items, dict(self.skipped), self.votes_dropped)
 
 
 def _fill_group_folds(items: list[Item], n_folds: int, seed: int) -> None:
@@ -539,6 +542,7 @@ def load_ravdess(root: Path, opts: RavdessOptions) -> Corpus:
                 raise DatasetError(f"unexpected RAVDESS file name {clip}: expected MM-VV-EE-II-SS-RR-AA, e.g. "
                                    f"03-01-05-02-01-01-01.flac")
             if m.group(2) != "01":   # vocal channel 02 is song: not speech
+                col.skipped[SKIP_NOT_SPEECH] += 1
                 continue
             emotion = RAVDESS_EMOTIONS[m.group(3)]
             col.add(clip.stem, clip, RAVDESS_STATEMENTS[m.group(5)], [emotion], None,
@@ -617,6 +621,7 @@ class CorpusSummary:
     ambiguity_bins: list[tuple[float, float, int]]   # (lo, hi, items) over the soft labels' entropy (nats)
     groups: int
     skipped: dict[str, int]
+    dropped_votes: int = 0
 
 
 def summarize(corpus: Corpus, n_bins: int = 4, bin_mode: str = "width") -> CorpusSummary:
@@ -641,7 +646,8 @@ def summarize(corpus: Corpus, n_bins: int = 4, bin_mode: str = "width") -> Corpu
         name=corpus.name, space=corpus.space.name, classes=classes, n_items=len(corpus.items),
         n_votes=int(votes.sum()), class_counts={c: int(np.sum(major == k)) for k, c in enumerate(classes)},
         fold_counts={f: sum(fold_class[f].values()) for f in folds}, fold_class_counts=fold_class,
-        ambiguity_bins=bins, groups=len({it.group for it in corpus.items}), skipped=dict(corpus.skipped))
+        ambiguity_bins=bins, groups=len({it.group for it in corpus.items}), skipped=dict(corpus.skipped),
+        dropped_votes=corpus.dropped_votes)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ def format_summary(s: CorpusSummary) -> str:
         lines.append(f"  [{lo:.3f}, {hi:.3f}]  {n:>7}  {100 * n / max(s.n_items, 1):5.1f}%")
     lines += ["", "skipped:"]
     lines += [f"  {k}: {v}" for k, v in sorted(s.skipped.items())] or ["  none"]
+    lines.append(f"votes outside the label space (dropped from kept items): {s.dropped_votes}")
     return "\n".join(lines)
 
 
