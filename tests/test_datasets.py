@@ -2,6 +2,7 @@
 EmotionLines files."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections import Counter, defaultdict
@@ -253,9 +254,11 @@ def test_csv_errors_name_the_column_or_row(tmp_path, ravdess_clip):
 
 
 def test_csv_round_trips_a_corpus(iemocap, tmp_path):
-    back = load_dataset("csv", write_votes_csv(iemocap, tmp_path / "out.csv"), space="iemocap4")
+    corpus = dataclasses.replace(iemocap, items=[dataclasses.replace(it) for it in iemocap.items])
+    corpus.items[0].transcript = 'She said "no, wait",\nthen left.'   # quotes, comma and a newline in a cell
+    back = load_dataset("csv", write_votes_csv(corpus, tmp_path / "out.csv"), space="iemocap4")
     assert [(it.id, it.votes.tolist(), it.fold, it.group, it.audio, it.transcript) for it in back.items] == \
-        [(it.id, it.votes.tolist(), it.fold, it.group, it.audio, it.transcript) for it in iemocap.items]
+        [(it.id, it.votes.tolist(), it.fold, it.group, it.audio, it.transcript) for it in corpus.items]
 
 
 # ---------------------------------------------------------------- real RAVDESS and EmotionLines

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import re
 from collections import Counter
@@ -337,7 +338,7 @@ def _msp_layout(root: Path) -> tuple[Path, Path]:
 
 def _csv_rows(path: Path, required: tuple[str, ...], what: str) -> tuple[list[str], list[list[str]]]:
     text = _read_text(path, what)
-    rows = list(csv.reader(text.splitlines()))
+    rows = list(csv.reader(io.StringIO(text)))   # not splitlines(): a quoted cell may hold a newline
     if not rows:
         raise DatasetError(f"{path} is empty: expected a header with {', '.join(required)}")
     header = [h.strip() for h in rows[0]]
