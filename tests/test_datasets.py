@@ -216,6 +216,12 @@ def test_csv_loads_votes_relative_audio_and_groups(tmp_path, ravdess_clip):
     assert corpus.items[0].audio == tmp_path / "clips/a.flac" and corpus.items[0].transcript == "Kids are talking"
     assert [it.group for it in corpus.items] == ["s1", "s2"]
     assert corpus.skipped == {"no_annotation": 1}
+    # An msp8 table read as iemocap4: the other classes' columns are ignored, n_votes tells what was dropped.
+    msp_like = write(tmp_path / "msp.csv", "id,audio,transcript,neutral,happy,sad,angry,disgust,n_votes,fold\n"
+                                           "m1,clips/a.flac,x,1,0,0,2,2,5,0\nm2,clips/a.flac,y,0,0,0,0,3,3,1\n")
+    as4 = load_dataset("csv", msp_like, space="iemocap4")
+    assert [it.votes.tolist() for it in as4.items] == [[1, 0, 2, 0]]      # iemocap4 order: neu hap ang sad
+    assert as4.skipped == {"no_vote_in_space": 1} and as4.dropped_votes == 2
     assert sorted(it.fold for it in corpus.items) == [0, 1]
     assert len(load_dataset("csv", tmp_path, space="iemocap4", n_folds=2).items) == 2   # folder with votes.csv
     bom = tmp_path / "bom.csv"   # as a spreadsheet saves "CSV UTF-8"
@@ -247,6 +253,9 @@ def test_csv_errors_name_the_column_or_row(tmp_path, ravdess_clip):
     bad = write(tmp_path / "c.csv", "audio,transcript,neutral,happy,angry,sad\na.flac,hi,1,-2,0,0\n")
     with pytest.raises(DatasetError, match=r"row 2, column happy: vote count '-2'"):
         load_dataset("csv", bad, space="iemocap4")
+    short = write(tmp_path / "e.csv", "audio,transcript,neutral,happy,angry,sad,n_votes\na.flac,x,1,2,0,0,2\n")
+    with pytest.raises(DatasetError, match=r"row 2: n_votes 2 is less than the sum of the class columns \(3\)"):
+        load_dataset("csv", short, space="iemocap4")
     partial = write(tmp_path / "d.csv", "id,audio,transcript,neutral,happy,angry,sad,fold\n"
                                         "x,a.flac,x,1,0,0,0,0\ny,a.flac,y,1,0,0,0,\n")
     with pytest.raises(DatasetError, match="fold column is filled on some rows only"):

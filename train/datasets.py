@@ -181,15 +181,16 @@ class _Collector:
         self.skipped[reason] += 1
 
     def add(self, id: str, audio: Path | None, transcript: str, raw_labels: list[str],
-            fold: int | None, group: str) -> None:
-        if not raw_labels:
+            fold: int | None, group: str, outside: int = 0) -> None:
+        """Keep the item if a raw label falls in the space; `outside`: votes already known to fall outside."""
+        if not raw_labels and not outside:
             self.skipped[SKIP_NO_ANNOTATION] += 1
             return
         counts, dropped = self.space.count_votes(raw_labels)
         if float(np.sum(counts)) <= 0:
             self.skipped[SKIP_NO_VOTE] += 1
             return
-        self.votes_dropped += int(dropped)
+        self.votes_dropped += int(dropped) + outside
         self.items.append(Item(id, audio, transcript, np.asarray(counts, dtype=np.float64), fold, group))
 
     def corpus(self, name: str) -> Corpus:
@@ -295,8 +296,7 @@ def load_iemocap(root: Path, opts: IemocapOptions) -> Corpus:
                 if not wav.is_file():
                     col.absent(SKIP_NO_AUDIO, f"missing audio for {utt}: expected {wav}")
                     continue
-                col.add(utt, wav, words[utt], raw, s - 1,
-                        iemocap_speaker(utt))
+                col.add(utt, wav, words[utt], raw, s - 1, iemocap_speaker(utt))
     return col.corpus("iemocap")
 
 
@@ -458,10 +458,14 @@ def load_votes_csv(root: Path, opts: CsvOptions) -> Corpus:
             raise DatasetError(f"{where}: duplicate id {item_id!r}{hint}")
         seen.add(item_id)
         counts = [_csv_number(cell[c], f"{where}, column {c}") for c in space.classes]
-        if cell.get("n_votes") and abs(_csv_number(cell["n_votes"], f"{where}, column n_votes")
-                                       - sum(counts)) > 1e-6:
-            raise DatasetError(f"{where}: n_votes {cell['n_votes']} differs from the sum of the class "
-                               f"columns ({sum(counts):g})")
+        # n_votes may exceed the class columns (raters who chose a class outside the space: counted as
+        # dropped votes) but never fall short of them.
+        outside = 0.0
+        if cell.get("n_votes"):
+            outside = _csv_number(cell["n_votes"], f"{where}, column n_votes") - sum(counts)
+            if outside < -1e-6:
+                raise DatasetError(f"{where}: n_votes {cell['n_votes']} is less than the sum of the class "
+                                   f"columns ({sum(counts):g})")
         fold = None
         if cell.get("fold"):
             try:
@@ -476,7 +480,7 @@ def load_votes_csv(root: Path, opts: CsvOptions) -> Corpus:
         # Counts are already in the space: repeat each class name so the shared vote path applies.
         raw = [c for c, k in zip(space.classes, counts) for _ in range(int(round(k)))]
         col.add(item_id, audio, cell["transcript"], raw, fold, cell[group_col] if group_col and
-                cell[group_col] else item_id)
+                cell[group_col] else item_id, outside=int(round(outside)))
     if any(folds_given) and not all(folds_given):
         raise DatasetError(f"{path}: the fold column is filled on some rows only; fill it on every row or "
                            f"leave it empty everywhere")
