@@ -1,0 +1,363 @@
+"""`python -m train [run]`: corpus -> cached features -> protocol -> report -> final model -> checkpoint.
+
+    python -m train --dataset iemocap --root /data/IEMOCAP_full_release --out runs/iemocap
+    python -m train --dataset csv --csv votes.csv --space demo7 --out runs/mine --seeds 3 --epochs 20
+    python -m train --dataset msp-podcast --root /data/MSP-Podcast --out runs/msp --push-to-hub me/amber2-msp
+
+Output folder (OUT):
+    report.json, report.md, figures   the paper's Tables 1-4 and Fig. 2 for this corpus (train.report)
+    model/                            the final AmbER² checkpoint + model card: `python -m amber2 --model OUT/model`
+    protocol/                         finished folds; re-running the same command resumes here
+Features are cached in --cache-dir (default $AMBER2_CACHE/features), shared by every run on the same audio.
+
+Every `ProtocolConfig` field is a flag (`--max-epochs`, `--lambda-mai-grid 0.3 0.5`, ...), plus the short forms
+`--folds`, `--epochs` and `--seeds` (one number N: seeds 0..N-1; several numbers: those seeds).
+Choices where the paper is silent:
+* a corpus whose own folds (IEMOCAP: its five sessions) outnumber `--folds` has them merged round-robin
+  (sorted fold ids, fold i -> i mod k) so quick runs can use fewer folds; the message says so;
+* the final model is trained with `train.protocol.train_final` on the grid point selected most often across
+  folds, with `--final-seed` (default: the first protocol seed).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+log = logging.getLogger("train")
+
+DEFAULT_CACHE = Path(os.environ.get("AMBER2_CACHE", Path.home() / ".cache" / "amber2")) / "features"
+# What the licences of the corpora this trainer knows ask of a model trained on them (model card).
+CORPUS_LICENCES = {
+    "iemocap": "IEMOCAP is distributed by USC SAIL under a research licence; check it before sharing weights.",
+    "msp-podcast": "MSP-Podcast is distributed by UT Dallas under an academic licence; check it before sharing "
+                   "weights.",
+    "ravdess": "RAVDESS (Livingstone & Russo 2018) is CC BY-NC-SA 4.0: weights derived from it are shared "
+               "under CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike).",
+    "emotionlines": "EmotionLines (Hsu et al. 2018) is released for research use.",
+}
+
+
+class RunError(RuntimeError):
+    """A user mistake or an environment problem; printed as one line, no traceback."""
+
+
+@dataclass
+class RunConfig:
+    """Where things are read and written, and which encoders embed them (not the protocol's numbers)."""
+
+    out: Path
+    audio_encoder: str = "whisper-base"
+    text_encoder: str = "minilm-l6"
+    cache_dir: Path = DEFAULT_CACHE
+    feature_batch_size: int = 8
+    final_seed: int | None = None
+    push_to_hub: str | None = None
+    private: bool = False
+    token: str | None = None
+    progress: bool = True
+    report_dir: Path | None = None     # default: OUT
+    model_dir: Path | None = None      # default: OUT/model
+    work_dir: Path | None = None       # default: OUT/protocol
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.report_dir = Path(self.report_dir) if self.report_dir else self.out
+        self.model_dir = Path(self.model_dir) if self.model_dir else self.out / "model"
+        self.work_dir = Path(self.work_dir) if self.work_dir else self.out / "protocol"
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced (paths and the numbers the model card quotes)."""
+
+    report_dir: Path
+    model_dir: Path
+    n_items: int
+    skipped: dict[str, str]
+    hyperparameters: dict[str, float]
+    result: Any = None
+    pushed_to: str | None = None
+    metrics: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a user mistake or a missing resource, not a bug: printed without a traceback."""
+    from amber2.audio import AudioError
+    from amber2.encoders import EncoderError
+    from train.datasets import DatasetError
+    from train.features import FeatureError
+    from train.protocol import ProtocolError
+
+    errors: list[type[BaseException]] = [RunError, AudioError, EncoderError, DatasetError, FeatureError,
+                                         ProtocolError]
+    try:
+        from amber2.asr import WhisperLoadError
+        errors.append(WhisperLoadError)
+    except ImportError:
+        pass
+    try:
+        from train.hub import HubError
+        errors.append(HubError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def merge_folds(folds: Sequence[int | None], n_folds: int) -> np.ndarray:
+    """Fold ids as 0..n_folds-1: a corpus with more folds than asked has them merged round-robin."""
+    if any(f is None for f in folds):
+        raise RunError("some items have no fold; the dataset loader should have assigned one")
+    present = sorted(set(folds))
+    if len(present) < n_folds:
+        raise RunError(f"the corpus has {len(present)} fold(s) ({present}) but {n_folds} were asked for; "
+                       f"pass --folds {len(present)}")
+    if len(present) > n_folds:
+        log.warning("merging the corpus's %d folds into %d (fold i -> i mod %d)", len(present), n_folds, n_folds)
+    rank = {f: i % n_folds for i, f in enumerate(present)}
+    return np.array([rank[f] for f in folds], dtype=np.int64)
+
+
+def protocol_data(corpus, feats, n_folds: int, audio_encoder: str, text_encoder: str):
+    """The protocol's input from a corpus and its extracted features (skipped items left out)."""
+    from amber2.labels import votes_to_distribution
+    from train.protocol import ProtocolData
+
+    items = [corpus.items[i] for i in feats.kept]
+    y = np.stack([votes_to_distribution(np.asarray(it.votes, dtype=np.float64)) for it in items])
+    return ProtocolData(audio=feats.audio, text=feats.text, y=y.astype(np.float32),
+                        folds=merge_folds([it.fold for it in items], n_folds),
+                        groups=np.array([it.group for it in items]), classes=tuple(corpus.space.classes),
+                        label_space=corpus.space.name, ids=np.array([it.id for it in items]),
+                        audio_encoder=audio_encoder, text_encoder=text_encoder)
+
+
+def load_encoders(audio_name: str, text_name: str):
+    """The two encoders, by their amber2 names."""
+    from amber2.encoders import load_audio_encoder, load_text_encoder
+
+    return load_audio_encoder(audio_name), load_text_encoder(text_name)
+
+
+def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
+               encoders: tuple | None = None) -> RunOutcome:
+    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
+    from train import hub, protocol as proto, report
+    from train.features import extract_features
+
+    audio_enc, text_enc = encoders or load_encoders(cfg.audio_encoder, cfg.text_encoder)
+    log.info("%s: %d items; extracting features (cache: %s)", corpus.name, len(corpus.items), cfg.cache_dir)
+    feats = extract_features(corpus.items, audio_enc, text_enc, cfg.cache_dir, cfg.feature_batch_size,
+                             progress=cfg.progress)
+    if feats.skipped:
+        log.warning("%d item(s) skipped for unreadable audio (listed above)", len(feats.skipped))
+    data = protocol_data(corpus, feats, protocol.n_folds, audio_enc.name, text_enc.name)
+
+    log.info("protocol: %d folds x %d seeds x %d grid points (+ CB-CE), %d epochs; state in %s",
+             protocol.n_folds, len(protocol.seeds), len(protocol.grid), protocol.max_epochs, cfg.work_dir)
+    result = proto.run_protocol(data, protocol, cfg.work_dir, log=log.info)
+    report.write_report(result, cfg.report_dir, corpus.name)
+
+    lambda_mai, kappa = proto.final_hyperparameters(result)
+    seed = protocol.seeds[0] if cfg.final_seed is None else cfg.final_seed
+    log.info("final model: lambda_MAI=%g, kappa=%g, seed %d", lambda_mai, kappa, seed)
+    model = proto.train_final(data, protocol, lambda_mai, kappa, seed)
+    card_info = model_card_info(corpus, data, protocol, result, lambda_mai, kappa, seed, feats.skipped, card)
+    hub.save_checkpoint(model, cfg.model_dir, card_info)
+
+    outcome = RunOutcome(cfg.report_dir, cfg.model_dir, len(data.y), feats.skipped,
+                         {"lambda_mai": lambda_mai, "kappa": kappa, "seed": seed}, result,
+                         metrics=card_info["metrics"])
+    if cfg.push_to_hub:
+        outcome.pushed_to = hub.push_to_hub(cfg.model_dir, cfg.push_to_hub, token=cfg.token, private=cfg.private)
+    return outcome
+
+
+def headline_metrics(result, head: str = "AT") -> dict:
+    """method -> metric -> {"mean", "std"} over seeds, for one head (the fused student by default)."""
+    return {method: {name: {"mean": v["mean"], "std": v["std"]} for name, v in heads[head].items()}
+            for method, heads in result.metrics.items()}
+
+
+def model_card_info(corpus, data, protocol, result, lambda_mai: float, kappa: float, seed: int,
+                    skipped: dict[str, str], extra: dict | None) -> dict:
+    """What the model card states: data, label space, encoders, protocol, measured metrics, licences."""
+    info = {
+        "dataset": corpus.name,
+        "n_items": int(len(data.y)),
+        "n_skipped": len(skipped) + int(sum(corpus.skipped.values())),
+        "label_space": corpus.space.name,
+        "classes": list(corpus.space.classes),
+        "audio_encoder": data.audio_encoder,
+        "text_encoder": data.text_encoder,
+        "protocol": dataclasses.asdict(protocol),
+        "hyperparameters": {"lambda_mai": lambda_mai, "kappa": kappa, "seed": seed},
+        "metrics": headline_metrics(result),
+        "licences": [text for name, text in CORPUS_LICENCES.items() if name in corpus.name.lower()],
+    }
+    info.update(extra or {})
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_protocol_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+    """One flag per ProtocolConfig field (typed from its default), plus --folds, --epochs, --seeds N."""
+    from train.protocol import ProtocolConfig
+
+    defaults = defaults or {}
+    group = parser.add_argument_group("protocol (train.protocol.ProtocolConfig)")
+    base = ProtocolConfig()
+    short = {"n_folds": "--folds", "max_epochs": "--epochs"}
+    for f in dataclasses.fields(ProtocolConfig):
+        if f.name == "seeds":
+            continue
+        default = defaults.get(f.name, getattr(base, f.name))
+        flags = [_flag(f.name)] + ([short[f.name]] if f.name in short else [])
+        kw: dict[str, Any] = {"dest": f"protocol_{f.name}", "default": default, "metavar": f.name.upper(),
+                              "help": f"default: {default}"}
+        if isinstance(default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kw.update(nargs="+", type=type(default[0]) if default else float)
+        elif default is None:
+            kw["type"] = int if "int" in str(f.type) else str
+        else:
+            kw["type"] = type(default)
+        group.add_argument(*flags, **kw)
+    seeds = defaults.get("seeds", base.seeds)
+    group.add_argument("--seeds", dest="protocol_seeds", nargs="+", type=int, default=list(seeds), metavar="N",
+                       help=f"one number N: seeds 0..N-1; several: those seeds (default: {' '.join(map(str, seeds))})")
+
+
+def protocol_from_args(args: argparse.Namespace):
+    """ProtocolConfig from the parsed flags (device 'auto' -> cuda when present)."""
+    from train.protocol import ProtocolConfig
+
+    values = {k[len("protocol_"):]: v for k, v in vars(args).items() if k.startswith("protocol_")}
+    seeds = values.pop("seeds")
+    values["seeds"] = tuple(range(seeds[0])) if len(seeds) == 1 else tuple(seeds)
+    if values.get("device") in (None, "auto"):
+        import torch
+
+        values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    for k, v in values.items():
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    return ProtocolConfig(**values)
+
+
+def add_output_flags(parser: argparse.ArgumentParser, cache_default: Path) -> None:
+    """Flags shared by `run` and `demo`: encoders, cache, hub, progress."""
+    parser.add_argument("--audio-encoder", default="whisper-base",
+                        help="amber2 audio encoder: whisper-base, whisper-tiny.en, wav2vec2:<hub id or dir>")
+    parser.add_argument("--text-encoder", default="minilm-l6", help="amber2 text encoder: minilm-l6, bert:<id>")
+    parser.add_argument("--cache-dir", type=Path, default=cache_default,
+                        help=f"feature cache (default {cache_default})")
+    parser.add_argument("--feature-batch-size", type=int, default=8, help="clips per encoder call")
+    parser.add_argument("--final-seed", type=int, help="seed of the shipped model (default: first seed)")
+    parser.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the checkpoint folder to this repo")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo private")
+    parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN / the saved login)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from train.datasets import DATASETS
+
+    p = argparse.ArgumentParser(prog="python -m train", description=(
+        "Train CB-CE and AmbER² on a corpus with the paper's protocol, write the report and a checkpoint. "
+        "Other commands: `python -m train inspect ...`, `python -m train demo ...`."))
+    p.add_argument("--dataset", required=True, help=f"corpus format: {', '.join(DATASETS)}")
+    p.add_argument("--root", type=Path, help="corpus folder (csv: the CSV file)")
+    p.add_argument("--csv", type=Path, help="votes table for --dataset csv (instead of --root)")
+    p.add_argument("--space", help="label space (default: the corpus's own; required for csv)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (resumes a previous run in it)")
+    add_output_flags(p, DEFAULT_CACHE)
+    add_protocol_flags(p, {"device": "auto"})
+    return p
+
+
+def dataset_options(dataset: str, space: str | None, n_folds: int) -> dict:
+    """Keyword options for load_dataset: only those the dataset's options dataclass knows."""
+    from train.datasets import DATASETS
+
+    known = {f.name for f in dataclasses.fields(DATASETS[dataset][0])}
+    wanted = {"space": space, "n_folds": n_folds}
+    return {k: v for k, v in wanted.items() if k in known and v is not None}
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def guarded(body: Callable[[], int]) -> int:
+    """Run a command body; a user-facing error becomes one `error:` line and exit status 2."""
+    errors = user_errors()
+    try:
+        return body()
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished folds and cached features are kept; run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m train [run]`."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+
+    def body() -> int:
+        from train.datasets import DATASETS, load_dataset
+
+        dataset = args.dataset.lower().replace("_", "-")
+        if dataset not in DATASETS:
+            raise RunError(f"unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
+        root = args.csv if dataset == "csv" and args.csv else args.root
+        if root is None:
+            raise RunError(f"--root is required for --dataset {dataset}" +
+                           (" (or --csv FILE)" if dataset == "csv" else ""))
+        protocol = protocol_from_args(args)
+        cfg = RunConfig(out=args.out, audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
+                        cache_dir=args.cache_dir, feature_batch_size=args.feature_batch_size,
+                        final_seed=args.final_seed, push_to_hub=args.push_to_hub, private=args.private,
+                        token=args.token, progress=not args.no_progress)
+        corpus = load_dataset(dataset, root, **dataset_options(dataset, args.space, protocol.n_folds))
+        outcome = run_corpus(corpus, cfg, protocol)
+        print(summary_text(outcome))
+        return 0
+
+    return guarded(body)
+
+
+def summary_text(outcome: RunOutcome) -> str:
+    """What the command prints when it is done."""
+    lines = [f"trained on {outcome.n_items} items ({len(outcome.skipped)} skipped for unreadable audio)",
+             f"report:     {outcome.report_dir / 'report.md'}",
+             f"checkpoint: {outcome.model_dir}  (python -m amber2 analyze FILE --model {outcome.model_dir})"]
+    if outcome.pushed_to:
+        lines.append(f"pushed:     {outcome.pushed_to}")
+    if outcome.metrics:
+        lines.append("test metrics (mean over seeds): " + json.dumps(outcome.metrics))
+    return "\n".join(lines)
