@@ -66,6 +66,7 @@ class AmbER2Model(
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ValueError(f"classes must be at least two distinct names, got {classes!r}")
         self.audio_dim, self.text_dim = audio_dim, text_dim
+        self.hidden_dim, self.fusion_dim, self.dropout = hidden_dim, fusion_dim, dropout
         self.classes = list(classes)
         self.label_space = label_space
         self.audio_encoder, self.text_encoder = audio_encoder, text_encoder
@@ -79,6 +80,13 @@ class AmbER2Model(
         for name, dim in (("audio", audio_dim), ("text", text_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    def init_config(self) -> dict:
+        """The ``__init__`` arguments that rebuild this model (what config.json holds)."""
+        return {"audio_dim": self.audio_dim, "text_dim": self.text_dim, "classes": list(self.classes),
+                "label_space": self.label_space, "hidden_dim": self.hidden_dim, "fusion_dim": self.fusion_dim,
+                "dropout": self.dropout, "audio_encoder": self.audio_encoder, "text_encoder": self.text_encoder,
+                "provenance": dict(self.provenance)}
 
     @torch.no_grad()
     def set_input_stats(self, audio_mean: Tensor, audio_std: Tensor, text_mean: Tensor, text_std: Tensor) -> None:

@@ -109,8 +109,17 @@ def test_missing_folder_and_broken_files(tmp_path):
         load_model(tmp_path / "trunc")
 
 
+def test_init_config_rebuilds_the_model():
+    model = _model()
+    twin = AmbER2Model(**model.init_config())
+    assert {k: v.shape for k, v in twin.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert twin.init_config() == model.init_config()
+
+
 def test_hub_repo_id_offline_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="could not be fetched from the Hugging Face Hub"):
