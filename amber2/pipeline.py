@@ -1,0 +1,224 @@
+"""Speech in, three distributions out: ``analyze(audio, transcript=None) -> Analysis``.
+
+One Whisper encoder pass per clip serves both the transcript (decoded from that encoder output) and the
+audio vector (the same output mean-pooled over the clip's frames); the text vector comes from the
+transcript; the AmbER² heads turn the two vectors into the audio, text and fused distributions.
+
+The models load once per `Analyzer` and are reused; calls are serialised by a lock, so one `Analyzer` can
+serve concurrent requests (e.g. gradio workers). The audio vector stays in the returned `Analysis`, so an
+edited transcript is re-scored (`reanalyze_text`) without touching the audio again.
+
+Choices where the paper is silent:
+- Clips longer than Whisper's 30 s window: the transcript covers the whole clip (further windows decoded
+  one after the other), the audio vector the first 30 s (as in training, `amber2.encoders`).
+- A given transcript is used as is (surrounding whitespace stripped); ASR is skipped. ``""`` is a valid
+  transcript (the text encoder embeds it as [CLS] [SEP]).
+- The heads run on the CPU whatever `device` says: they are a few small matrices.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from scipy.spatial.distance import jensenshannon
+
+from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
+from amber2.encoders import WhisperAudioEncoder, load_audio_encoder, load_text_encoder
+from amber2.labels import entropy
+
+if TYPE_CHECKING:
+    from amber2.asr import WhisperBackbone
+    from amber2.model import AmbER2Model
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "assets" / "amber2-demo"
+MODEL_ENV = "AMBER2_MODEL"
+# Analysis field -> model head
+HEADS = {"audio": "A", "text": "T", "fused": "AT"}
+
+
+def default_model_ref() -> str:
+    """`$AMBER2_MODEL` when set, else the bundled `assets/amber2-demo/` checkpoint."""
+    return os.environ.get(MODEL_ENV) or str(DEFAULT_MODEL)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline does beyond the models: the transcription language (None: Whisper detects it) and
+    what audio it accepts."""
+
+    language: str | None = "en"
+    limits: AudioLimits = field(default_factory=AudioLimits)
+
+
+@dataclass
+class Analysis:
+    """The three distributions of one clip, over `classes`, with their ambiguity and disagreement.
+
+    `entropy` (nats) measures how mixed each distribution is; `conflict` is the Jensen-Shannon distance
+    (natural log, in [0, sqrt(ln 2)]) between the audio and the text distributions. `audio_embedding` is the
+    clip's audio vector, kept so that `Analyzer.reanalyze_text` need not encode the audio again."""
+
+    transcript: str
+    classes: list[str]
+    audio: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+    entropy: dict[str, float]
+    conflict: float
+    duration: float
+    audio_embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    audio_encoder: str | None = field(default=None, repr=False, compare=False)
+
+    def top(self, head: str) -> str:
+        """Most probable class of head "audio", "text" or "fused" (or "A", "T", "AT")."""
+        names = {v: k for k, v in HEADS.items()}
+        key = names.get(head, head)
+        if key not in HEADS:
+            raise ValueError(f"head must be one of {sorted([*HEADS, *names])}, got {head!r}")
+        return self.classes[int(np.argmax(getattr(self, key)))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: transcript, classes, audio, text, fused, entropy, conflict, duration (no embedding)."""
+        return {
+            "transcript": self.transcript,
+            "classes": list(self.classes),
+            **{key: [float(x) for x in getattr(self, key)] for key in HEADS},
+            "entropy": {k: float(v) for k, v in self.entropy.items()},
+            "conflict": float(self.conflict),
+            "duration": float(self.duration),
+        }
+
+
+def _js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    return float(jensenshannon(p, q))  # natural log by default: range [0, sqrt(ln 2)]
+
+
+class Analyzer:
+    """Loaded models (checkpoint, Whisper, text encoder) and the analysis of clips with them."""
+
+    def __init__(self, model: "str | Path | AmbER2Model | None" = None, whisper: str | None = None,
+                 device: str | None = None, config: PipelineConfig = PipelineConfig()) -> None:
+        """`model`: a checkpoint folder or Hub repo id (default `default_model_ref()`), or a loaded
+        `AmbER2Model`. `whisper`: the Whisper model that transcribes; None (default) uses the checkpoint's own
+        Whisper audio encoder when it has one (one shared encoder pass), else "base". Naming a different
+        Whisper than the checkpoint's costs a second encoder pass per clip."""
+        from amber2.model import AmbER2Model, load_model
+
+        if isinstance(model, AmbER2Model):
+            self.model = model.eval()
+        else:
+            self.model = load_model(_existing(model if model is not None else default_model_ref()))
+        self.classes = list(self.model.classes)
+        self.device, self.config = device, config
+        self._lock = threading.RLock()
+        self.audio_encoder = load_audio_encoder(self.model.audio_encoder, device=device)
+        self.text_encoder = load_text_encoder(self.model.text_encoder, device=device)
+        for role, encoder, dim in (("audio", self.audio_encoder, self.model.audio_dim),
+                                   ("text", self.text_encoder, self.model.text_dim)):
+            if encoder.dim != dim:
+                raise ValueError(f"the checkpoint takes {dim}-d {role} vectors but {encoder.name!r} makes "
+                                 f"{encoder.dim}-d ones: the checkpoint's config.json is inconsistent")
+        own = self.audio_encoder.backbone if isinstance(self.audio_encoder, WhisperAudioEncoder) else None
+        self._whisper_name = whisper
+        self._asr: "WhisperBackbone | None" = None
+        if own is not None and (whisper is None or _same_whisper(whisper, self.model.audio_encoder)):
+            self._asr = own
+        self._shared = self._asr is not None
+
+    @property
+    def asr(self) -> "WhisperBackbone":
+        """The Whisper model that transcribes (loaded on first use when it is not the audio encoder)."""
+        with self._lock:
+            if self._asr is None:
+                from amber2.asr import load_whisper
+
+                self._asr = load_whisper(self._whisper_name or "base", device=self.device)
+            return self._asr
+
+    def analyze(self, audio: Any, transcript: str | None = None) -> Analysis:
+        """Analyse one clip: a file path, a 16 kHz array, or gradio's (rate, array). With `transcript`,
+        ASR is skipped and those words are scored. Bad audio raises `amber2.audio.AudioError`."""
+        if transcript is not None and not isinstance(transcript, str):
+            raise TypeError(f"transcript must be a str or None, got {type(transcript).__name__}")
+        samples = load_audio(audio, limits=self.config.limits)
+        with self._lock:
+            encoded = self.asr.encode(samples) if self._shared or transcript is None else None
+            if transcript is None:
+                transcript = self._transcribe(samples, encoded)
+            if self._shared:
+                vector = self.audio_encoder.embed_encoded(encoded, len(samples))[0]
+            else:
+                vector = self.audio_encoder.embed([samples])[0]
+            return self._score(vector, transcript.strip(), len(samples) / SAMPLE_RATE)
+
+    def reanalyze_text(self, previous: Analysis, transcript: str) -> Analysis:
+        """`previous` with its text and fused distributions recomputed for an edited `transcript`; the
+        cached audio vector is reused (the audio is not encoded again)."""
+        if not isinstance(transcript, str):
+            raise TypeError(f"transcript must be a str, got {type(transcript).__name__}")
+        if previous.audio_embedding is None:
+            raise ValueError("This analysis carries no audio embedding (it did not come from "
+                             "Analyzer.analyze); analyze the audio again.")
+        if previous.audio_encoder != self.model.audio_encoder:
+            raise ValueError(f"This analysis was made with audio encoder {previous.audio_encoder!r}, but this "
+                             f"model uses {self.model.audio_encoder!r}; analyze the audio again.")
+        with self._lock:
+            return self._score(previous.audio_embedding, transcript.strip(), previous.duration)
+
+    def _transcribe(self, samples: np.ndarray, encoded: torch.Tensor) -> str:
+        from amber2.asr import WINDOW_SAMPLES
+
+        text = self.asr.transcribe_encoded(encoded, language=self.config.language)
+        if len(samples) > WINDOW_SAMPLES:  # the shared pass saw the first 30 s; decode the rest too
+            rest = self.asr.transcribe(samples[WINDOW_SAMPLES:], language=self.config.language)
+            text = " ".join(t for t in (text, rest) if t)
+        return text
+
+    def _score(self, audio_vector: np.ndarray, transcript: str, duration: float) -> Analysis:
+        text_vector = self.text_encoder.embed([transcript])[0]
+        probs = self.model.predict(torch.from_numpy(np.asarray(audio_vector, np.float32)),
+                                   torch.from_numpy(text_vector))
+        dists = {key: probs[head].double().cpu().numpy() for key, head in HEADS.items()}
+        return Analysis(
+            transcript=transcript, classes=list(self.classes), **dists,
+            entropy={key: float(entropy(p)) for key, p in dists.items()},
+            conflict=_js_distance(dists["audio"], dists["text"]), duration=float(duration),
+            audio_embedding=np.array(audio_vector, np.float32, copy=True), audio_encoder=self.model.audio_encoder,
+        )
+
+
+def _same_whisper(whisper: str, audio_encoder: str) -> bool:
+    return audio_encoder == f"whisper-{whisper}"
+
+
+def _existing(ref: str | Path) -> str | Path:
+    """`ref` unchanged, or a ValueError saying how to get a model when the bundled default is missing."""
+    if Path(ref) == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
+        raise ValueError(f"No model checkpoint at {DEFAULT_MODEL}. Train the demo model with "
+                         f"`python -m train demo`, or pass a checkpoint folder or Hub repo id "
+                         f"(--model, or the {MODEL_ENV} environment variable).")
+    return ref
+
+
+_DEFAULT: Analyzer | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_analyzer() -> Analyzer:
+    """The process-wide `Analyzer` of the default checkpoint, created on first use."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Analyzer()
+        return _DEFAULT
+
+
+def analyze(audio: Any, transcript: str | None = None) -> Analysis:
+    """`Analyzer.analyze` with the default checkpoint (models load on the first call)."""
+    return default_analyzer().analyze(audio, transcript)
