@@ -28,6 +28,12 @@ class ChartStyle:
 DEFAULT_STYLE = ChartStyle()
 
 
+def _plain(values) -> list[float]:
+    # Plain lists, not numpy arrays: plotly would ship arrays as base64 typed arrays ("bdata"), which older
+    # plotly.js builds and API clients reading the figure JSON do not decode.
+    return [float(v) for v in np.asarray(values, dtype=float).ravel()]
+
+
 def _layout(fig: go.Figure, style: ChartStyle, **kw) -> go.Figure:
     fig.update_layout(
         template=style.template, height=style.height, font={"size": style.font_size},
@@ -42,9 +48,9 @@ def distribution_figure(analysis: AnalysisLike, style: ChartStyle = DEFAULT_STYL
     """One grouped bar chart: the classes on x, one bar per head (audio, text, fused) for each class."""
     fig = go.Figure()
     for head in HEADS:
-        p = np.asarray(getattr(analysis, head), dtype=float)
         fig.add_trace(go.Bar(
-            x=list(analysis.classes), y=p, name=HEAD_LABELS[head], marker_color=style.colors[head],
+            x=list(analysis.classes), y=_plain(getattr(analysis, head)), name=HEAD_LABELS[head],
+            marker_color=style.colors[head],
             hovertemplate=f"{HEAD_LABELS[head]}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
     return _layout(fig, style, barmode="group", bargap=0.2, bargroupgap=0.05,
                    yaxis={"title": "probability", "range": [0, 1], "tickformat": ".0%"},
@@ -67,7 +73,7 @@ def votes_figure(classes: Sequence[str], counts: Sequence[float], distribution: 
     """Eq. 1 drawn: each class's vote count and the share y_c = n_c / N it becomes."""
     counts = [float(c) for c in counts]
     fig = go.Figure(go.Bar(
-        x=list(classes), y=distribution, marker_color="#666666", name="y (soft label)",
+        x=list(classes), y=_plain(distribution), marker_color="#666666", name="y (soft label)",
         text=[f"{int(c)} vote{'s' if c != 1 else ''}" if c == int(c) else f"{c:g} votes" for c in counts],
         textposition="outside", customdata=counts,
         hovertemplate="%{x}: %{customdata:g} of N votes = %{y:.1%}<extra></extra>"))
@@ -81,7 +87,7 @@ def expert_weight_figure(curve: WeightCurve, kappa: float, style: ChartStyle = D
     u_a, u_t = curve.at(kappa)
     for head, u, now in (("audio", curve.u_audio, u_a), ("text", curve.u_text, u_t)):
         name = f"u_{'A' if head == 'audio' else 'T'} ({HEAD_LABELS[head].split(' ')[0].lower()} expert)"
-        fig.add_trace(go.Scatter(x=curve.kappas, y=u, mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=_plain(curve.kappas), y=_plain(u), mode="lines", name=name,
                                  line={"color": style.colors[head], "width": 3},
                                  hovertemplate=f"{name}<br>κ = %{{x:.2f}}: %{{y:.3f}}<extra></extra>"))
         fig.add_trace(go.Scatter(x=[kappa], y=[now], mode="markers", showlegend=False, hoverinfo="skip",

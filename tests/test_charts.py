@@ -28,8 +28,10 @@ def test_distribution_figure_is_one_grouped_chart_with_three_heads():
     assert len({t.marker.color for t in fig.data}) == 3
     assert fig.layout.height == charts.DEFAULT_STYLE.height
     assert fig.layout.showlegend is not False
-    # It serialises for the browser (what gr.Plot sends).
-    json.loads(pio.to_json(fig))
+    # It serialises for the browser (what gr.Plot sends) with the numbers as plain lists, not base64 typed
+    # arrays that API clients and older plotly.js cannot read.
+    sent = json.loads(pio.to_json(fig))
+    np.testing.assert_allclose(sent["data"][2]["y"], a.fused)
 
 
 def test_style_is_configuration():
