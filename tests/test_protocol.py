@@ -1,0 +1,287 @@
+"""The protocol: batched runs equal AmbER2Model, selection, pooled results, resume, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from amber2.metrics import all_metrics, distribution_metrics
+from amber2.model import AmbER2Model
+from train.protocol import (HEADS, Ensemble, ProtocolConfig, ProtocolData, ProtocolError, RunSpec,
+                            final_hyperparameters, fold_runs, run_fold, run_protocol, select_grid_point,
+                            synthetic_data, train_ensemble, train_final, validation_split)
+
+# Small and quick: one thread avoids OpenMP spinning on a shared 2-core machine; a larger learning rate
+# lets a few epochs learn the synthetic signal.
+SMALL = dict(n_folds=2, seeds=(0, 1), lambda_mai_grid=(0.3, 0.7), kappa_grid=(4.0,), max_epochs=6,
+             batch_size=32, hidden_dim=32, fusion_dim=32, lr=3e-3, num_threads=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data() -> ProtocolData:
+    return synthetic_data(n_items=480, audio_dim=20, text_dim=16, n_classes=4, n_folds=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def result(data):
+    torch.set_num_threads(1)
+    return run_protocol(data, ProtocolConfig(**SMALL))
+
+
+def _models(n: int, dropout: float, dtype=torch.float64) -> list[AmbER2Model]:
+    models = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        models.append(AmbER2Model(12, 10, ["a", "b", "c"], "test", hidden_dim=8, fusion_dim=6,
+                                  dropout=dropout).to(dtype))
+    return models
+
+
+# ---------------------------------------------------------------------------------------------- ensemble
+
+
+def test_batched_forward_and_gradients_equal_amber2model():
+    """Run r of the ensemble computes what AmbER2Model with run r's weights computes, and the same gradient."""
+    models = _models(4, dropout=0.0)
+    ens = Ensemble(models, group_size=2, dtype=torch.float64)
+    xa, xt = torch.randn(2, 5, 12, dtype=torch.float64), torch.randn(2, 5, 10, dtype=torch.float64)
+    logits, cache = ens.forward(xa.clone(), xt.clone(), train=True)
+    upstream = [torch.randn_like(lg) for lg in logits]
+    ens.backward(cache, upstream)
+    for r, model in enumerate(models):
+        s = r // 2                                           # runs 0, 1 read group 0's rows; 2, 3 group 1's
+        out = model(xa[s], xt[s])
+        for m, head in enumerate(HEADS):
+            torch.testing.assert_close(logits[m][r].T, out[head], rtol=0, atol=1e-12)
+        model.zero_grad()
+        sum((out[h] * upstream[m][r].T).sum() for m, h in enumerate(HEADS)).backward()
+        extracted = ens.write_into(_models(1, 0.0)[0], r, grads=True)
+        for (name, p), q in zip(model.named_parameters(), extracted.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=1e-12, msg=f"run {r} {name}")
+
+
+def test_extracted_model_predicts_like_the_ensemble():
+    models = _models(3, dropout=0.1, dtype=torch.float32)
+    ens = Ensemble(models, group_size=3)
+    with torch.no_grad():                                    # move away from the initial weights
+        for t in ens.params.values():
+            t.add_(0.05 * torch.randn_like(t))
+        ens.params["b_t"].view(3, -1, 1)[:, 6:12] = 0            # the text block has no gate bias
+    audio, text = torch.randn(7, 12), torch.randn(7, 10)
+    probs = ens.predict(audio, text)                         # (R, 3, N, C)
+    for r in range(3):
+        model = ens.write_into(_models(1, 0.1, torch.float32)[0], r)
+        got = model.predict(audio, text)
+        for m, head in enumerate(HEADS):
+            torch.testing.assert_close(probs[r, m], got[head], rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_gradient_matches_finite_differences():
+    """With dropout on, the hand-written backward is the derivative of the (fixed-mask) forward."""
+    ens = Ensemble(_models(2, dropout=0.5), group_size=1, dropout=0.5, dtype=torch.float64)
+    xa, xt = torch.randn(2, 6, 12, dtype=torch.float64), torch.randn(2, 6, 10, dtype=torch.float64)
+    upstream = [torch.randn(2, 3, 6, dtype=torch.float64) for _ in HEADS]
+    state = ens.generator.get_state()
+
+    def loss() -> float:
+        ens.generator.set_state(state)                     # the same dropout masks every time
+        logits, cache = ens.forward(xa.clone(), xt.clone(), train=True)
+        return float(sum((lg * u).sum() for lg, u in zip(logits, upstream))), cache
+
+    value, cache = loss()
+    ens.backward(cache, upstream)
+    zero_hidden = (cache["hidden"][0] == 0).double().mean()
+    assert 0.3 < zero_hidden < 0.9                           # dropout (and ReLU) really zeroed units
+    direction = {n: torch.randn_like(t) for n, t in ens.params.items()}
+    direction["b_t"].view(2, -1, 1)[:, 6:12] = 0             # the text block has no gate bias
+    analytic = sum(float((ens.params[n].grad * d).sum()) for n, d in direction.items())
+    eps = 1e-6
+    with torch.no_grad():
+        for n, d in direction.items():
+            ens.params[n].add_(eps * d)
+        plus, _ = loss()
+        for n, d in direction.items():
+            ens.params[n].sub_(2 * eps * d)
+        minus, _ = loss()
+    assert abs((plus - minus) / (2 * eps) - analytic) < 1e-6 * max(1.0, abs(analytic))
+
+
+def test_best_epoch_weights_are_restored(data):
+    """Each run ends with the weights of its best validation epoch, chosen per run by masking."""
+    cfg = ProtocolConfig(**{**SMALL, "max_epochs": 5, "lr": 3e-2, "dropout": 0.0})
+    runs = fold_runs(cfg)
+    fit, val = validation_split(np.flatnonzero(data.folds != 0), data.groups, 0.2, 0)
+    init = {s: AmbER2Model(20, 16, list(data.classes), "synthetic", 32, 32, 0.0) for s in cfg.seeds}
+    ens = Ensemble([init[r.seed] for r in runs], 3)
+    tensors = {k: torch.from_numpy(getattr(data, k)) for k in ("audio", "text", "y")}
+    from amber2.losses import class_balanced_weights
+    trained = train_ensemble(ens, runs, tensors, fit, val, cfg, class_balanced_weights(tensors["y"][fit]),
+                             [1, 2], data.y[val])
+    assert trained.val_curve.shape == (len(runs), 5)
+    np.testing.assert_array_equal(trained.best_epoch, trained.val_curve.argmin(1) + 1)
+    assert (trained.best_epoch < 5).any(), \
+        "a large learning rate should make some run peak before the last epoch"
+    probs = ens.predict(tensors["audio"][val], tensors["text"][val])[:, HEADS.index("AT")].numpy()
+    now = [distribution_metrics(data.y[val], p)["js"] for p in probs]
+    np.testing.assert_allclose(now, trained.best_val, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- selection
+
+
+def test_selection_uses_the_mean_over_seeds():
+    runs = [RunSpec(s, "amber2", lam, 4.0) for s in (0, 1) for lam in (0.3, 0.5, 0.7)] + [RunSpec(0, "cbce")]
+    # lambda 0.3 has the single best run (0.10) but lambda 0.5 the best mean (0.20 vs 0.25 and 0.35)
+    best_val = np.array([0.10, 0.20, 0.30, 0.40, 0.20, 0.40, 0.33])
+    sel = select_grid_point(runs, best_val, "js")
+    assert (sel["amber2"]["lambda_mai"], sel["amber2"]["kappa"]) == (0.5, 4.0)
+    assert sel["amber2"]["score"] == pytest.approx(0.20)
+    assert sel["amber2"]["scores"]["lambda_mai=0.3,kappa=4"] == pytest.approx(0.25)
+    assert sel["cbce"]["key"] == "cbce"
+    # a metric where higher is better picks the other end
+    assert select_grid_point(runs, best_val, "bc")["amber2"]["lambda_mai"] == 0.7
+
+
+def test_final_hyperparameters_are_the_most_selected(result):
+    picks = [f.selection["amber2"]["key"] for f in result.folds]
+    lam, kap = final_hyperparameters(result)
+    assert f"lambda_mai={lam:g},kappa={kap:g}" in picks
+    if len(set(picks)) == 1:
+        assert f"lambda_mai={lam:g},kappa={kap:g}" == picks[0]
+
+
+# ------------------------------------------------------------------------------------------ the protocol
+
+
+def test_protocol_results_shape_and_content(result, data):
+    cfg = ProtocolConfig(**SMALL)
+    n_runs = len(cfg.seeds) * (len(cfg.grid) + 1)
+    assert [f.fold for f in result.folds] == [0, 1]
+    for f in result.folds:
+        assert f.test_pred.shape == (n_runs, 3, len(f.test_index), 4)
+        assert f.val_curve.shape == (n_runs, cfg.max_epochs)
+        assert not set(f.val_index) & set(f.test_index)
+        assert set(data.groups[f.val_index]).isdisjoint(data.groups[np.setdiff1d(
+            np.flatnonzero(data.folds != f.fold), f.val_index)])
+    for method in ("cbce", "amber2"):
+        pred = result.predictions[method]
+        assert pred.shape == (2, 3, len(data.y), 4) and np.isfinite(pred).all()
+        for h, head in enumerate(HEADS):
+            block = result.metrics[method][head]
+            assert set(block) == {"js", "bc", "r2", "acc", "f1", "wf1"}
+            for s in range(2):                               # per seed: amber2.metrics on pooled predictions
+                expected = all_metrics(data.y, pred[s, h])
+                assert block["js"]["per_seed"][s] == pytest.approx(expected["js"])
+                assert block["wf1"]["per_seed"][s] == pytest.approx(expected["wf1"])
+            assert block["js"]["mean"] == pytest.approx(np.mean(block["js"]["per_seed"]))
+            assert block["js"]["std"] == pytest.approx(np.std(block["js"]["per_seed"], ddof=1))
+            assert block["js"]["std"] > 0                   # seeds really differ
+        bins = result.binned[method]["AT"]
+        assert len(bins) == 4 and sum(b["n"] for b in bins) == len(data.y)
+    json.dumps(result.to_dict())                             # every number is JSON-ready
+
+
+def test_both_methods_beat_a_uniform_guess(result, data):
+    uniform = distribution_metrics(data.y, np.full_like(data.y, 0.25))
+    for method in ("cbce", "amber2"):
+        m = result.metrics[method]["AT"]
+        assert m["js"]["mean"] < uniform["js"] - 0.02, method
+        assert m["r2"]["mean"] > 0.2, method
+
+
+def test_pooled_predictions_come_from_the_selected_runs(result, data):
+    f = result.folds[1]
+    r = f.run_index(1, "amber2")
+    assert f.runs[r].grid_key() == f.selection["amber2"]["key"]
+    np.testing.assert_array_equal(result.predictions["amber2"][1][:, f.test_index], f.test_pred[r])
+
+
+def test_chunking_does_not_change_results(data):
+    """runs_per_batch only changes how many runs train at once (exactly the same without dropout)."""
+    base = {**SMALL, "max_epochs": 2, "dropout": 0.0}
+    a = run_fold(data, ProtocolConfig(**base), fold=1)
+    b = run_fold(data, ProtocolConfig(**base, runs_per_batch=2), fold=1)
+    np.testing.assert_allclose(a.test_pred, b.test_pred, atol=2e-5)
+    np.testing.assert_array_equal(a.best_epoch, b.best_epoch)
+
+
+def test_resume_skips_finished_folds(data, tmp_path):
+    cfg = ProtocolConfig(**{**SMALL, "max_epochs": 2})
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(fold_result):
+        raise Stop(fold_result.fold)
+
+    with pytest.raises(Stop):
+        run_protocol(data, cfg, tmp_path, on_fold_done=stop_after_first)
+    saved = tmp_path / "folds" / "fold_0.npz"
+    assert saved.exists() and (tmp_path / "folds" / "fold_0.json").exists()
+    assert not (tmp_path / "folds" / "fold_1.json").exists()
+    stamp = saved.stat().st_mtime_ns
+    computed = []
+    res = run_protocol(data, cfg, tmp_path, on_fold_done=lambda f: computed.append(f.fold))
+    assert computed == [1]
+    assert saved.stat().st_mtime_ns == stamp
+    assert res.predictions["amber2"].shape[2] == len(data.y)
+    # a third call computes nothing and gives the same numbers
+    again = run_protocol(data, cfg, tmp_path, on_fold_done=lambda f: computed.append(f.fold))
+    assert computed == [1]
+    assert again.metrics == res.metrics
+    # other settings in the same folder: refused, not silently mixed
+    with pytest.raises(ProtocolError, match="fresh output folder"):
+        run_protocol(data, dataclasses.replace(cfg, lr=1e-2), tmp_path)
+
+
+def test_train_final_returns_a_working_model(data):
+    cfg = ProtocolConfig(**{**SMALL, "max_epochs": 8})
+    model = train_final(data, cfg, lambda_mai=0.5, kappa=4.0, seed=3)
+    assert isinstance(model, AmbER2Model)
+    assert model.provenance["lambda_mai"] == 0.5 and 1 <= model.provenance["best_epoch"] <= 8
+    probs = model.predict(torch.from_numpy(data.audio), torch.from_numpy(data.text))["AT"].numpy()
+    uniform = distribution_metrics(data.y, np.full_like(data.y, 0.25))["js"]
+    assert distribution_metrics(data.y, probs)["js"] < uniform - 0.02
+    torch.testing.assert_close(model.audio_mean, torch.from_numpy(data.audio).mean(0), atol=0.2, rtol=0)
+
+
+# ----------------------------------------------------------------------------------- splits and bad input
+
+
+def test_validation_split_keeps_groups_whole():
+    groups = np.array([f"g{i // 10}" for i in range(200)])
+    fit, val = validation_split(np.arange(200), groups, 0.1, seed=5)
+    assert len(val) == 20 and set(groups[fit]).isdisjoint(groups[val])
+    assert np.array_equal(np.sort(np.concatenate([fit, val])), np.arange(200))
+    fit2, val2 = validation_split(np.arange(200), groups, 0.1, seed=5)
+    assert np.array_equal(val, val2)
+    with pytest.raises(ProtocolError, match="only 1 group"):
+        validation_split(np.arange(10), np.array(["one"] * 10), 0.1, seed=0)
+
+
+def test_bad_input_gets_a_clear_message(data):
+    with pytest.raises(ProtocolError, match="one row per item"):
+        ProtocolData(data.audio[:10], data.text, data.y, data.folds, data.groups)
+    with pytest.raises(ProtocolError, match="sum to 1"):
+        ProtocolData(data.audio, data.text, data.y * 2, data.folds, data.groups)
+    bad_audio = data.audio.copy()
+    bad_audio[3, 1] = np.nan
+    with pytest.raises(ProtocolError, match="NaN"):
+        ProtocolData(bad_audio, data.text, data.y, data.folds, data.groups)
+    with pytest.raises(ProtocolError, match="2 folds"):
+        run_protocol(data, ProtocolConfig(n_folds=5))
+    with pytest.raises(ProtocolError, match="selection_metric"):
+        ProtocolConfig(selection_metric="loss")
+    with pytest.raises(ProtocolError, match="val_fraction"):
+        ProtocolConfig(val_fraction=1.5)
