@@ -1,0 +1,103 @@
+"""Command line: ``python -m amber2 analyze FILE... [--transcript TEXT] [--model DIR_OR_REPO] [--json]``.
+
+Each file is analysed on its own: a file that cannot be used gets a one-line error on stderr and the others
+are still processed. Exit status: 0 when every file was analysed, 1 when any failed, 2 when the model
+could not be loaded or the arguments are wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from typing import Sequence, TextIO
+
+PROG = "amber2"
+HEAD_TITLES = {"audio": "voice", "text": "words", "fused": "both"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {PROG}",
+                                     description="Ambiguity-aware emotion recognition from speech and text.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("analyze", help="audio, text and fused emotion distributions of audio files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, MP3, OGG, M4A, ...)")
+    p.add_argument("--transcript", action="append", metavar="TEXT",
+                   help="use these words instead of the Whisper transcript; once for all files, or once per file")
+    p.add_argument("--model", default=None, metavar="DIR_OR_REPO",
+                   help="checkpoint folder or Hub repo id (default: $AMBER2_MODEL, else assets/amber2-demo)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    args = parser.parse_args(argv)
+    if args.transcript and len(args.transcript) not in (1, len(args.files)):
+        parser.error(f"--transcript given {len(args.transcript)} times for {len(args.files)} files: "
+                     "give it once (used for every file) or once per file")
+    return args
+
+
+def render_table(file: str, result: dict) -> str:
+    """A readable block for one analysed file (`result` is `Analysis.to_dict()`)."""
+    heads = list(HEAD_TITLES)
+    width = max(len(c) for c in [*result["classes"], "ambiguity"]) + 2
+    lines = [f"{file}  ({result['duration']:.1f} s)", f"  transcript: {result['transcript']!r}",
+             "  " + "".ljust(width) + "".join(HEAD_TITLES[h].rjust(8) for h in heads)]
+    tops = {h: max(range(len(result[h])), key=result[h].__getitem__) for h in heads}
+    for i, name in enumerate(result["classes"]):
+        cells = "".join((f"{100 * result[h][i]:5.1f}%" + ("*" if tops[h] == i else " ")).rjust(8) for h in heads)
+        lines.append("  " + name.ljust(width) + cells)
+    lines.append("  " + "ambiguity".ljust(width) + "".join(f"{result['entropy'][h]:.2f} ".rjust(8) for h in heads))
+    lines.append(f"  voice/words conflict: {result['conflict']:.3f} (Jensen-Shannon distance, 0 to 0.833)")
+    return "\n".join(lines)
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for our own messages: no download/loading progress bars or library warnings."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the `analyze` command; returns the exit status. Output goes to `out`/`err` (default: the
+    current sys.stdout/sys.stderr, looked up at call time)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    _quiet_libraries()
+    from amber2.audio import AudioError
+    from amber2.pipeline import Analyzer
+
+    try:
+        analyzer = Analyzer(model=args.model)
+    except (ValueError, OSError, RuntimeError) as error:  # EncoderError, WhisperLoadError, bad checkpoints
+        print(f"{PROG}: cannot load the model: {error}", file=err)
+        return 2
+    transcripts = args.transcript or [None]
+    failed = 0
+    for i, file in enumerate(args.files):
+        transcript = transcripts[i] if len(transcripts) > 1 else transcripts[0]
+        try:
+            result = analyzer.analyze(file, transcript=transcript).to_dict()
+        except (AudioError, ValueError, OSError) as error:
+            print(f"{PROG}: {file}: {error}", file=err)
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps({"file": file, **result}, ensure_ascii=False), file=out, flush=True)
+        else:
+            print(render_table(file, result) + "\n", file=out, flush=True)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return analyze_files(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

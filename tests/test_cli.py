@@ -1,0 +1,78 @@
+"""`python -m amber2 analyze`: JSON lines, a readable table, per-file errors and exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from amber2.__main__ import main, render_table
+from test_pipeline import DEMO7, save_random_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_random_model(tmp_path_factory.mktemp("cli-model"))
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "amber2", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.slow
+def test_json_two_good_files_one_bad(model_dir, ravdess_clip, speak, tmp_path):
+    spoken = speak("Please open the window.")
+    bad = tmp_path / "broken.flac"
+    bad.write_bytes(b"fLaC but not really audio")
+    done = run_cli("analyze", str(ravdess_clip), str(bad), str(spoken), "--model", str(model_dir), "--json")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["file"] == str(ravdess_clip) and second["file"] == str(spoken)
+    assert "door" in first["transcript"].lower() and "window" in second["transcript"].lower()
+    for record in (first, second):
+        assert record["classes"] == DEMO7
+        for head in ("audio", "text", "fused"):
+            assert sum(record[head]) == pytest.approx(1.0, abs=1e-5)
+        assert 0 <= record["conflict"] <= 0.833 and set(record["entropy"]) == {"audio", "text", "fused"}
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and "broken.flac" in errors[0] and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_table_with_given_transcript(model_dir, ravdess_clip, capsys):
+    assert main(["analyze", str(ravdess_clip), "--model", str(model_dir), "--transcript", "Leave me alone."]) == 0
+    out = capsys.readouterr().out
+    assert "'Leave me alone.'" in out and "voice" in out and "conflict" in out
+    for name in DEMO7:
+        assert f"  {name} " in out
+
+
+def test_missing_model_is_one_line_and_exit_2(tmp_path, ravdess_clip, capsys):
+    assert main(["analyze", str(ravdess_clip), "--model", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("amber2: cannot load the model:") and "nowhere" in err and "\n" not in err
+
+
+def test_transcript_count_must_match_files(ravdess_clip, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", str(ravdess_clip), str(ravdess_clip), str(ravdess_clip),
+              "--transcript", "a", "--transcript", "b"])
+    assert info.value.code == 2
+    assert "once per file" in capsys.readouterr().err
+
+
+def test_table_marks_the_top_class_of_each_head():
+    result = {"transcript": "hi", "classes": ["neutral", "happy", "sad"], "duration": 2.0,
+              "audio": [0.2, 0.7, 0.1], "text": [0.6, 0.3, 0.1], "fused": [0.3, 0.3, 0.4],
+              "entropy": {"audio": 0.8, "text": 0.9, "fused": 1.09}, "conflict": 0.31}
+    rows = {line.split()[0]: line for line in render_table("x.wav", result).splitlines()[3:6]}
+    assert rows["happy"].split()[1:] == ["70.0%*", "30.0%", "30.0%"]
+    assert rows["neutral"].split()[1:] == ["20.0%", "60.0%*", "30.0%"]
+    assert rows["sad"].split()[1:] == ["10.0%", "10.0%", "40.0%*"]
