@@ -129,6 +129,8 @@ def test_class_balanced_weights_worked_example():
     expected = torch.tensor(raw) * 4 / sum(raw)
     w = class_balanced_weights(y)
     assert torch.allclose(w, expected)
+    # by hand: raw = [0.25 / (1 - 0.421875), 1, 1, 1] = [0.432432, 1, 1, 1], sum 3.432432, times 4 / sum
+    assert w.tolist() == pytest.approx([0.503937, 1.165354, 1.165354, 1.165354], abs=1e-6)
     assert w.sum().item() == pytest.approx(4.0) and torch.all(torch.isfinite(w))
     assert w[0] < w[1]  # the frequent class weighs less
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +147,16 @@ def test_functional_call_vmap_over_stacked_runs():
         single = m(a, t)
         for h in single:
             assert torch.allclose(batched[h][i], single[h], atol=1e-6)
+
+
+def test_import_amber2_is_light_and_names_resolve_lazily():
+    code = ("import sys, amber2; assert 'torch' not in sys.modules, 'torch imported eagerly'; "
+            "from amber2 import load_model; import amber2.model as m; assert load_model is m.load_model; "
+            "print('ok')")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    import amber2
+
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        amber2.nonexistent
