@@ -72,11 +72,9 @@ class AmbER2Model(
         self.audio_encoder, self.text_encoder = audio_encoder, text_encoder
         self.provenance = dict(provenance or {})
         self.fusion = GatedFusion(audio_dim, text_dim, fusion_dim)
-        self.heads = nn.ModuleDict({
-            "A": mlp_head(audio_dim, hidden_dim, len(classes), dropout),
-            "T": mlp_head(text_dim, hidden_dim, len(classes), dropout),
-            "AT": mlp_head(fusion_dim, hidden_dim, len(classes), dropout),
-        })
+        head_inputs = {"A": audio_dim, "T": text_dim, "AT": fusion_dim}
+        self.heads = nn.ModuleDict({h: mlp_head(head_inputs[h], hidden_dim, len(classes), dropout)
+                                    for h in HEADS})
         for name, dim in (("audio", audio_dim), ("text", text_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
@@ -118,6 +116,9 @@ class AmbER2Model(
             squeeze = audio.ndim == 1
             if squeeze:
                 audio, text = audio.unsqueeze(0), text.unsqueeze(0)
+            if audio.ndim != 2 or audio.shape[:-1] != text.shape[:-1]:
+                raise ValueError(f"audio and text must be (B, D) batches of the same size, got shapes "
+                                 f"{tuple(audio.shape)} and {tuple(text.shape)}")
             if audio.shape[-1] != self.audio_dim or text.shape[-1] != self.text_dim:
                 raise ValueError(f"this model takes {self.audio_dim}-d audio ({self.audio_encoder}) and "
                                  f"{self.text_dim}-d text ({self.text_encoder}) vectors, got "

@@ -52,6 +52,8 @@ def test_heads_see_only_their_modality():
 def test_wrong_input_width_is_a_clear_error():
     with pytest.raises(ValueError, match="takes 512-d audio .*whisper-base.* got 768"):
         _model().predict(torch.zeros(2, 768), torch.zeros(2, 384))
+    with pytest.raises(ValueError, match="batches of the same size"):
+        _model().predict(torch.zeros(2, 512), torch.zeros(3, 384))
 
 
 def test_save_and_reload_give_identical_outputs(tmp_path):
