@@ -194,3 +194,21 @@ def test_whisper_vectors_are_the_apps_pooled_encoder_output(ravdess_clip, tmp_pa
     assert feats.audio.shape == (1, 512) and feats.text.shape == (1, 384)
     np.testing.assert_allclose(feats.audio[0], expected.numpy(), rtol=1e-4, atol=1e-5)
     assert torch.is_tensor(encoded)
+
+
+def test_lazy_encoder_is_not_loaded_when_everything_is_cached(items, tmp_path):
+    from train.features import LazyEncoder
+
+    extract(items, tmp_path / "cache")
+    loads = []
+
+    def loader(make):
+        return lambda: loads.append(1) or make()
+
+    audio = LazyEncoder("spy-audio", loader(SpyAudioEncoder), known_dim=6)
+    text = LazyEncoder("spy-text", loader(SpyTextEncoder), known_dim=4)
+    feats = extract(items, tmp_path / "cache", audio=audio, text=text)
+    assert loads == [] and feats.audio.shape == (10, 6)
+    extract(items + [FakeItem("new", tone(tmp_path / "new.wav", 999.0), "brand new words")], tmp_path / "cache",
+            audio=audio, text=text)
+    assert loads == [1, 1] and audio.loaded and text.loaded

@@ -48,6 +48,36 @@ class Embedder(Protocol):
     def embed(self, inputs: list) -> np.ndarray: ...
 
 
+class LazyEncoder:
+    """An encoder loaded on its first ``embed``: a run whose vectors are all cached never loads the model.
+
+    ``dim`` is taken from ``known_dim`` when given (the encoder tables of amber2.encoders), else it loads.
+    """
+
+    def __init__(self, name: str, load: Callable[[], Embedder], known_dim: int | None = None):
+        self.name, self._load, self._known_dim = name, load, known_dim
+        self._encoder: Embedder | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def encoder(self) -> Embedder:
+        if self._encoder is None:
+            self._encoder = self._load()
+            if self._known_dim is not None and self._encoder.dim != self._known_dim:
+                raise FeatureError(f"encoder {self.name!r} gives {self._encoder.dim}-d vectors, "
+                                   f"expected {self._known_dim}")
+        return self._encoder
+
+    @property
+    def dim(self) -> int:
+        return self._known_dim if self._known_dim is not None else self.encoder().dim
+
+    def embed(self, inputs: list) -> np.ndarray:
+        return self.encoder().embed(inputs)
+
+
 class FeatureError(RuntimeError):
     """Feature extraction cannot go on (e.g. every item was skipped); the message is for a person."""
 

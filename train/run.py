@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -93,27 +92,18 @@ class RunOutcome:
 # The pipeline
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean a user mistake or a missing resource, not a bug: printed without a traceback."""
-    from amber2.audio import AudioError
-    from amber2.encoders import EncoderError
-    from train.datasets import DatasetError
-    from train.features import FeatureError
-    from train.protocol import ProtocolError
+# Exceptions that mean a user mistake or a missing resource, not a bug: printed as one line, no traceback.
+# Named, not imported, so an error path never pays for importing torch or transformers.
+USER_ERRORS = {
+    ("train.run", "RunError"), ("train.datasets", "DatasetError"), ("train.features", "FeatureError"),
+    ("train.protocol", "ProtocolError"), ("train.hub", "HubError"), ("train.demo", "DemoError"),
+    ("amber2.audio", "AudioError"), ("amber2.encoders", "EncoderError"), ("amber2.asr", "WhisperLoadError"),
+}
 
-    errors: list[type[BaseException]] = [RunError, AudioError, EncoderError, DatasetError, FeatureError,
-                                         ProtocolError]
-    try:
-        from amber2.asr import WhisperLoadError
-        errors.append(WhisperLoadError)
-    except ImportError:
-        pass
-    try:
-        from train.hub import HubError
-        errors.append(HubError)
-    except ImportError:
-        pass
-    return tuple(errors)
+
+def is_user_error(exc: BaseException) -> bool:
+    """True when `exc` is (a subclass of) one of USER_ERRORS."""
+    return any((cls.__module__, cls.__qualname__) in USER_ERRORS for cls in type(exc).__mro__)
 
 
 def merge_folds(folds: Sequence[int | None], n_folds: int) -> np.ndarray:
@@ -145,10 +135,12 @@ def protocol_data(corpus, feats, n_folds: int, audio_encoder: str, text_encoder:
 
 
 def load_encoders(audio_name: str, text_name: str):
-    """The two encoders, by their amber2 names."""
-    from amber2.encoders import load_audio_encoder, load_text_encoder
+    """The two encoders, by their amber2 names, loaded only when a vector is missing from the cache."""
+    from amber2.encoders import AUDIO_ENCODERS, TEXT_ENCODERS, load_audio_encoder, load_text_encoder
+    from train.features import LazyEncoder
 
-    return load_audio_encoder(audio_name), load_text_encoder(text_name)
+    return (LazyEncoder(audio_name, lambda: load_audio_encoder(audio_name), AUDIO_ENCODERS.get(audio_name)),
+            LazyEncoder(text_name, lambda: load_text_encoder(text_name), TEXT_ENCODERS.get(text_name)))
 
 
 def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
@@ -311,10 +303,11 @@ def configure_logging() -> None:
 
 def guarded(body: Callable[[], int]) -> int:
     """Run a command body; a user-facing error becomes one `error:` line and exit status 2."""
-    errors = user_errors()
     try:
         return body()
-    except errors as exc:
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -359,5 +352,8 @@ def summary_text(outcome: RunOutcome) -> str:
     if outcome.pushed_to:
         lines.append(f"pushed:     {outcome.pushed_to}")
     if outcome.metrics:
-        lines.append("test metrics (mean over seeds): " + json.dumps(outcome.metrics))
+        from train.hub import metric_table
+
+        lines += ["", "fused head (AT), cross-validated test metrics, mean ± std over seeds:"]
+        lines += metric_table(outcome.metrics)
     return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""`python -m train` end to end on IEMOCAP- and MSP-Podcast-format fixture corpora (espeak-ng speech).
+
+Real encoders (Whisper base, MiniLM) embed the few dozen fixture clips once per session (shared feature
+cache); the protocol runs with tiny settings. The only thing replaced is the Hugging Face Hub client.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corpus_fixtures import build_iemocap, build_msp_podcast
+from train.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--folds", "2", "--seeds", "2", "--epochs", "2", "--lambda-mai-grid", "0.5", "--kappa-grid", "2", "4",
+        "--batch-size", "16", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def corpora(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("corpora")
+    return {"iemocap": build_iemocap(base / "iemocap"), "msp-podcast": build_msp_podcast(base / "msp")}
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("features")
+
+
+def train_cli(dataset: str, root: Path, out: Path, cache: Path, *extra: str) -> int:
+    return main(["--dataset", dataset, "--root", str(root), "--out", str(out), "--cache-dir", str(cache),
+                 *TINY, *extra])
+
+
+@pytest.fixture(scope="session")
+def iemocap_run(corpora, feature_cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("iemocap-run")
+    assert train_cli("iemocap", corpora["iemocap"], out, feature_cache) == 0
+    return out
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.slow
+def test_iemocap_run_writes_report_figures_and_a_loadable_checkpoint(iemocap_run, corpora):
+    from amber2.labels import get_space
+    from amber2.model import load_model
+
+    report = json.loads((iemocap_run / "report.json").read_text())
+    assert set(report["metrics"]) == {"cbce", "amber2"}
+    for method in ("cbce", "amber2"):
+        for head in ("A", "T", "AT"):
+            js = report["metrics"][method][head]["js"]
+            assert 0.0 <= js["mean"] <= np.sqrt(np.log(2)) + 1e-6
+            assert len(js["per_seed"]) == 2
+    md = (iemocap_run / "report.md").read_text()
+    assert "AmbER" in md and "JS" in md and "W-F1" in md
+    pngs, htmls = list(iemocap_run.glob("*.png")), list(iemocap_run.glob("*.html"))
+    assert pngs and htmls
+    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    model = load_model(iemocap_run / "model")
+    assert list(model.classes) == list(get_space("iemocap4").classes)
+    card = (iemocap_run / "model" / "README.md").read_text()
+    assert "iemocap" in card.lower() and "whisper-base" in card
+    # the protocol's finished folds are kept for resuming
+    assert len(list((iemocap_run / "protocol").rglob("fold_*.json"))) == 2
+
+
+@pytest.mark.slow
+def test_checkpoint_serves_the_analyzer(iemocap_run, corpora):
+    from amber2.pipeline import Analyzer
+
+    clip = next((corpora["iemocap"] / "Session1" / "sentences" / "wav").rglob("*.wav"))
+    result = Analyzer(model=iemocap_run / "model").analyze(clip)
+    assert result.classes == ["neutral", "happy", "angry", "sad"]
+    for dist in (result.audio, result.text, result.fused):
+        assert dist.shape == (4,) and abs(float(dist.sum()) - 1.0) < 1e-5
+
+
+@pytest.mark.slow
+def test_rerun_resumes_finished_folds(iemocap_run, corpora, feature_cache, caplog):
+    before = json.loads((iemocap_run / "report.json").read_text())["metrics"]
+    with caplog.at_level("INFO", logger="train"):
+        assert train_cli("iemocap", corpora["iemocap"], iemocap_run, feature_cache) == 0
+    assert caplog.text.count("loaded from") == 2, "both finished folds are read back, not retrained"
+    after = json.loads((iemocap_run / "report.json").read_text())["metrics"]
+    assert after == before
+
+
+@pytest.mark.slow
+def test_msp_podcast_end_to_end(corpora, feature_cache, tmp_path):
+    from amber2.model import load_model
+
+    assert train_cli("msp-podcast", corpora["msp-podcast"], tmp_path / "out", feature_cache,
+                     "--seeds", "1") == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["metrics"]["amber2"]["AT"]["acc"]["per_seed"]) == 1
+    assert load_model(tmp_path / "out" / "model").classes == ["neutral", "happy", "sad", "angry", "disgust",
+                                                               "fear", "surprise", "contempt"]
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path):
+    for args, needle in [
+        (["--dataset", "iemocap", "--root", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "missing"),
+        (["--dataset", "timit", "--root", str(tmp_path), "--out", str(tmp_path / "o")], "unknown dataset"),
+        (["--dataset", "msp-podcast", "--root", str(tmp_path), "--out", str(tmp_path / "o")], "MSP"),
+        (["--dataset", "csv", "--out", str(tmp_path / "o")], "--root"),
+    ]:
+        res = cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert needle.lower() in res.stderr.lower(), res.stderr
+        assert "Traceback" not in res.stderr
+
+
+class FakeHfApi:
+    """Records what would be sent to the Hub (the one boundary this file replaces)."""
+
+    instances: list["FakeHfApi"] = []
+
+    def __init__(self, token=None, **_):
+        self.token, self.calls = token, []
+        FakeHfApi.instances.append(self)
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", repo_id, kw))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, **kw):
+        folder = Path(folder_path)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        self.calls.append(("upload_folder", repo_id, {"folder": folder, "files": files, **kw}))
+
+
+@pytest.mark.slow
+def test_push_to_hub_uploads_the_exact_checkpoint_folder(iemocap_run, corpora, feature_cache, monkeypatch,
+                                                         capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    FakeHfApi.instances.clear()
+    assert train_cli("iemocap", corpora["iemocap"], iemocap_run, feature_cache,
+                     "--push-to-hub", "someone/amber2-iemocap", "--token", "hf_fake") == 0
+    api, = FakeHfApi.instances
+    (create, repo, _), (upload, repo2, sent) = api.calls
+    assert (create, repo, upload, repo2) == ("create_repo", "someone/amber2-iemocap", "upload_folder",
+                                             "someone/amber2-iemocap")
+    model_dir = iemocap_run / "model"
+    assert sent["folder"] == model_dir
+    on_disk = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert set(on_disk) >= {"model.safetensors", "config.json", "README.md"}
+    assert sent["files"] == on_disk
+    assert "someone/amber2-iemocap" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_offline_push_is_a_clear_error(iemocap_run, corpora, feature_cache, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    code = train_cli("iemocap", corpora["iemocap"], iemocap_run, feature_cache,
+                     "--push-to-hub", "someone/amber2-iemocap", "--token", "hf_fake")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error:" in err and "HF_HUB_OFFLINE" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The demo corpus (real RAVDESS + EmotionLines from ../shared)
+
+
+def test_dialogue_selection_keeps_whole_dialogues_within_budget_and_prefers_emotion(shared_dir):
+    from train.datasets import load_dataset
+    from train.demo import select_dialogues
+
+    lines = load_dataset("emotionlines", shared_dir / "data" / "emotionlines", space="demo7")
+    chosen = select_dialogues(lines.items, 300, folds=5)
+    assert 250 <= len(chosen) <= 300
+    by_group = {}
+    for it in lines.items:
+        by_group.setdefault(it.group, []).append(it.id)
+    picked = {}
+    for it in chosen:
+        picked.setdefault(it.group, []).append(it.id)
+    assert all(picked[g] == by_group[g] for g in picked), "dialogues are taken whole, in order"
+    neutral_share = lambda items: np.mean([int(np.argmax(it.votes)) == 0 for it in items])
+    assert neutral_share(chosen) < neutral_share(lines.items) - 0.15
+    assert {it.fold for it in chosen} == set(range(5))
+    fold_sizes = np.bincount([it.fold for it in chosen])
+    assert fold_sizes.max() - fold_sizes.min() <= 2 * max(len(v) for v in picked.values())
+    # deterministic, and independent of the order the corpus lists its dialogues in
+    items_of = {}
+    for it in lines.items:
+        items_of.setdefault(it.group, []).append(it)
+    shuffled = [it for g in reversed(list(items_of)) for it in items_of[g]]
+    again = select_dialogues(shuffled, 300, folds=5)
+    assert sorted((it.id, it.fold) for it in again) == sorted((it.id, it.fold) for it in chosen)
+
+
+def test_demo_corpus_pairs_ravdess_voices_with_spoken_emotionlines(tmp_path, shared_dir):
+    import soundfile as sf
+
+    from train.demo import DemoConfig, build_demo_corpus
+
+    cfg = DemoConfig(ravdess_root=shared_dir / "data" / "ravdess",
+                     emotionlines_root=shared_dir / "data" / "emotionlines", emotionlines_max=30,
+                     cache_dir=tmp_path / "demo")
+    corpus = build_demo_corpus(cfg, progress=False)
+    assert corpus.space.name == "demo7"
+    voices = [it for it in corpus.items if it.id.startswith("ravdess/")]
+    spoken = [it for it in corpus.items if it.id.startswith("emotionlines/")]
+    # default: take 1 of sentence 1 for every actor, emotion and intensity (8 emotions, neutral has 1 intensity)
+    assert len(voices) == 24 * 15 and len({it.group for it in voices}) == 24
+    assert 20 <= len(spoken) <= 30
+    assert all(it.votes.sum() == 1 for it in voices) and all(it.votes.sum() == 5 for it in spoken)
+    assert {it.transcript for it in voices} == {"Kids are talking by the door"}
+    assert {it.fold for it in corpus.items} == set(range(5))
+    wav = spoken[0].audio
+    assert wav.parent == cfg.speech_dir and sf.info(wav).duration > 0.3
+    before = wav.stat().st_mtime_ns
+    again = build_demo_corpus(cfg, progress=False)
+    assert [it.audio for it in again.items] == [it.audio for it in corpus.items]
+    assert wav.stat().st_mtime_ns == before, "speech is synthesised once and reused"
