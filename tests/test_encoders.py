@@ -90,7 +90,7 @@ def _tiny_wav2vec2(directory, norm: str):
 @pytest.mark.parametrize("norm", ["layer", "group"])
 def test_wav2vec2_pools_each_clip_over_its_own_frames(tmp_path, norm):
     model = _tiny_wav2vec2(tmp_path, norm)
-    encoder = load_audio_encoder(f"wav2vec2:{tmp_path}", encoders.EncoderConfig(batch_size=4))
+    encoder = load_audio_encoder(f"wav2vec2:{tmp_path}", config=encoders.EncoderConfig(batch_size=2))
     assert encoder.dim == 32
     rng = np.random.default_rng(1)
     clips = [rng.normal(size=n).astype(np.float32) * 0.1 for n in (16000, 5000, 12345)]
