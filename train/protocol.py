@@ -264,6 +264,16 @@ def _model_linears(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
             **{f"{h}{i}": heads[h][j] for h in HEADS for i, j in ((1, 0), (2, 3))}}
 
 
+def _grouped(op: Callable[..., Tensor], *args: Tensor, out: Tensor | None = None) -> Tensor:
+    """op (torch.mm / torch.addmm) applied per leading index of 3-D args, written into one (S, ...) tensor."""
+    if out is None:
+        shape = (args[-2].shape[0], args[-2].shape[1], args[-1].shape[2])
+        out = torch.empty(shape, dtype=args[-1].dtype, device=args[-1].device)
+    for s in range(out.shape[0]):
+        op(*(a[s] for a in args), out=out[s])
+    return out
+
+
 class Ensemble:
     """R runs of AmbER2Model as stacked tensors: S seed groups of P runs (R = S * P).
 
@@ -366,9 +376,9 @@ class Ensemble:
         if xa.dim() == 2:   # the same rows for all runs: one broadcast product, no copies
             oa = torch.matmul(p["w_a"], xa.T).add_(p["b_a"])
             ot = torch.matmul(p["w_t"], xt.T).add_(p["b_t"])
-        else:
-            oa = torch.baddbmm(p["b_a"], p["w_a"], xa.transpose(1, 2))
-            ot = torch.baddbmm(p["b_t"], p["w_t"], xt.transpose(1, 2))
+        else:   # a loop of 2-D products per seed group measured faster than one bmm (MKL, 2 cores)
+            oa = _grouped(torch.addmm, p["b_a"], p["w_a"], xa.transpose(1, 2))
+            ot = _grouped(torch.addmm, p["b_t"], p["w_t"], xt.transpose(1, 2))
         B = oa.shape[-1]
         oa4, ot4 = oa.view(R, self.width, B), ot.view(R, self.width, B)
         ha = oa4[:, :F].tanh_()
@@ -427,8 +437,8 @@ class Ensemble:
             torch.matmul(doa3, xa, out=grads["w_a"])
             torch.matmul(dot3, xt, out=grads["w_t"])
         else:
-            torch.bmm(doa3, xa, out=grads["w_a"])
-            torch.bmm(dot3, xt, out=grads["w_t"])
+            _grouped(torch.mm, doa3, xa, out=grads["w_a"])
+            _grouped(torch.mm, dot3, xt, out=grads["w_t"])
         torch.sum(doa3, dim=2, keepdim=True, out=grads["b_a"])
         torch.sum(dot3, dim=2, keepdim=True, out=grads["b_t"])
         grads["b_t"].view(R, self.width, 1).masked_fill_(self._text_gate_rows, 0.0)

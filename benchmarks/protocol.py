@@ -1,0 +1,111 @@
+"""Time the paper's protocol on random IEMOCAP-sized features and compare with this machine's matmul speed.
+
+    python benchmarks/protocol.py                      # 5 folds x 5 seeds x 9 grid points + 5 baseline runs, 30 epochs
+    python benchmarks/protocol.py --folds 1 --epochs 3 # a short run while iterating
+
+Prints the wall time, the arithmetic the protocol performed (every linear layer's forward and backward,
+counted from the layer shapes x the rows processed) and efficiency = FLOPs / wall time / matmul speed, where
+the matmul speed is torch.matmul of two 2048 x 2048 fp32 matrices measured in the same run (before and after,
+the better of the two). Two FLOP counts are printed: "nominal" counts every backward as 2x its forward (the
+usual convention); "executed" counts what the hand-written backward really does (the layers that read the raw
+features need no input gradient, so their backward is 1x their forward).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train.protocol import ProtocolConfig, run_fold, synthetic_data  # noqa: E402
+
+IEMOCAP = dict(n_items=5500, audio_dim=512, text_dim=384, n_classes=4, groups_per_fold=30, latent_dim=16)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
+    """fp32 GFLOP/s of torch.matmul on two n x n matrices (best of a few timings)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        sync()
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return 2 * n**3 / best / 1e9
+
+
+@dataclasses.dataclass
+class FlopsPerRow:
+    """FLOPs one run spends on one row, from the layer shapes of AmbER2Model."""
+
+    forward: float
+    backward_nominal: float
+    backward_executed: float
+
+    @classmethod
+    def of(cls, audio_dim: int, text_dim: int, fusion: int, hidden: int, classes: int) -> "FlopsPerRow":
+        first = (audio_dim + text_dim) * (2 * fusion + hidden)   # W_a, W_t, the gate, heads A/T layer 1
+        inner = fusion * hidden + 3 * hidden * classes           # head AT layer 1, the three output layers
+        fwd = 2.0 * (first + inner)
+        # raw features need no gradient: their layers compute the weight gradient only
+        return cls(fwd, 2 * fwd, 2.0 * first + 2 * 2.0 * inner)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", type=int, default=5, help="how many of the 5 folds to run (all: 5)")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--runs-per-batch", type=int, default=64)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = synthetic_data(n_folds=5, seed=0, **IEMOCAP)
+    cfg = ProtocolConfig(seeds=tuple(range(args.seeds)), max_epochs=args.epochs, device=args.device,
+                         runs_per_batch=args.runs_per_batch)
+    print(f"data: {len(data.y)} items, audio {data.audio.shape[1]}-d, text {data.text.shape[1]}-d, "
+          f"{data.n_classes} classes; device {args.device}, {torch.get_num_threads()} threads")
+    speed_before = matmul_gflops(device=args.device)
+    per_row = FlopsPerRow.of(data.audio.shape[1], data.text.shape[1], cfg.fusion_dim, cfg.hidden_dim,
+                             data.n_classes)
+    nominal = executed = 0.0
+    t0 = time.perf_counter()
+    for fold in data.fold_ids[:args.folds]:
+        res = run_fold(data, cfg, fold)
+        n_runs, n_val, n_test = len(res.runs), len(res.val_index), len(res.test_index)
+        n_fit = int((data.folds != fold).sum()) - n_val
+        train_rows = n_fit * cfg.max_epochs * n_runs
+        eval_rows = (n_val * cfg.max_epochs + n_test) * n_runs
+        nominal += train_rows * (per_row.forward + per_row.backward_nominal) + eval_rows * per_row.forward
+        executed += train_rows * (per_row.forward + per_row.backward_executed) + eval_rows * per_row.forward
+        print(f"fold {fold}: {n_runs} runs, {n_fit} fit / {n_val} validation / {n_test} test items, "
+              f"{res.seconds:.1f} s, AmbER² selected {res.selection['amber2']['key']}")
+    wall = time.perf_counter() - t0
+    speed = max(speed_before, matmul_gflops(device=args.device))
+    print(f"\nwall time            {wall:9.1f} s  ({wall / 60:.1f} min for {args.folds} fold(s), "
+          f"{args.epochs} epochs)")
+    print(f"matmul fp32 speed    {speed:9.1f} GFLOP/s (2048 x 2048, best of before/after)")
+    for name, flops in (("nominal (bwd = 2x fwd)", nominal), ("executed", executed)):
+        print(f"FLOPs {name:22s} {flops / 1e12:8.2f} TFLOP -> {flops / wall / 1e9:7.1f} GFLOP/s, "
+              f"efficiency {flops / wall / 1e9 / speed:.2f}")
+    if args.folds < 5:
+        print(f"projected full protocol (5 folds): {wall * 5 / args.folds / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
