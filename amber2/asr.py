@@ -377,7 +377,7 @@ def _load_model(name: str, device: str) -> whisper.Whisper:
     if path is not None:
         try:
             model = _load_checkpoint(path, device)
-        except (RuntimeError, EOFError, OSError, KeyError) as err:
+        except Exception as err:  # torch.load raises many types (UnpicklingError, EOFError, RuntimeError)
             if path.parent != cache_dir():
                 raise WhisperLoadError(f"Could not read the Whisper checkpoint {path}: {err}") from err
             # A damaged cache entry (e.g. disk full while a user copied it): rebuild it once.
