@@ -19,10 +19,11 @@ Choices the paper does not make (it has no demo corpus), each a flag of `DemoCon
   every emotion and intensity; the other take and sentence are the same actor, emotion and intensity again)
   and 300 EmotionLines utterances. `--ravdess-statements 1 2 --ravdess-repetitions 1 2 --emotionlines-max
   1500` builds the full-size corpus (1,440 + 1,500 items) where the CPU allows.
-* EmotionLines subset (`emotionlines_max` of 14,503 utterances): whole dialogues only, so a dialogue never straddles folds; dialogues are taken
-  in decreasing order of their share of utterances whose majority vote is not neutral (EmotionLines is 45%
-  neutral; RAVDESS already brings 288 neutral/calm clips), ties broken by a hash of the dialogue's text (so the
-  choice does not depend on file order or ids), skipping any dialogue that would overflow the budget.
+* EmotionLines subset (`emotionlines_max` of 14,503 utterances): whole dialogues only, so a dialogue never
+  straddles folds; dialogues are taken in decreasing order of their share of utterances whose majority vote
+  is not neutral (55% of EmotionLines has a neutral majority; RAVDESS brings neutral and calm clips too),
+  ties broken by a hash of the dialogue's text (so the choice does not depend on file order or ids),
+  skipping any dialogue that would overflow the budget.
 * Folds of the chosen dialogues are dealt round-robin in that hashed order, so the five folds are equal-sized.
 * Speech: espeak-ng voice `en-us`, 150 words per minute, WAVs cached by a hash of (voice, speed, text).
 """
@@ -45,10 +46,11 @@ SHARED = Path(os.environ.get("AMBER2_SHARED", ROOT.parent / "shared"))
 DEMO_SPACE = "demo7"
 NEUTRAL = 0   # index of "neutral" in demo7 (DESIGN.md class order)
 ESPEAK_TIMEOUT_S = 30.0
-# EmotionLines transcripts carry Windows-1252 punctuation decoded as C1 control characters; speak them as
-# the punctuation they stand for.
-_CP1252_PUNCT = str.maketrans({"\u0091": "'", "\u0092": "'", "\u0093": '"', "\u0094": '"',
-                               "\u0085": "...", "\u0096": "-", "\u0097": "-"})
+# EmotionLines' Windows-1252 punctuation, should it arrive as raw C1 control characters, read as ASCII
+# (train.datasets already repairs it to typographic quotes, which espeak-ng reads correctly). Changing this
+# table changes the spoken audio, hence the feature cache keys.
+_SPEAKABLE = str.maketrans({"\u0091": "'", "\u0092": "'", "\u0093": '"', "\u0094": '"', "\u0085": "...",
+                            "\u0096": "-", "\u0097": "-"})
 
 
 class DemoError(RuntimeError):
@@ -118,8 +120,8 @@ def select_dialogues(items: Sequence, max_items: int, folds: int = 5) -> list:
 
 
 def speakable(text: str) -> str:
-    """The transcript as espeak-ng should read it (Windows-1252 punctuation repaired)."""
-    return " ".join(text.translate(_CP1252_PUNCT).split())
+    """The transcript as espeak-ng should read it (C1 punctuation as ASCII, spaces collapsed)."""
+    return " ".join(text.translate(_SPEAKABLE).split())
 
 
 def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minute: int = 150) -> Path:
@@ -176,8 +178,8 @@ def build_demo_corpus(cfg: DemoConfig = DemoConfig(), progress: bool = True):
 
 DEMO_OUT = ROOT / "assets" / "amber2-demo"
 DEMO_REPORT = ROOT / "assets" / "demo-report"
-# The protocol settings this 2-core CPU affords for ~3,000 items (the paper: 5 folds x 5 seeds x 30 epochs).
-DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2), "max_epochs": 30}
+# The paper's protocol (5 folds x 5 seeds x 30 epochs, full grid): cheap once features are cached.
+DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2, 3, 4), "max_epochs": 30}
 LICENCES = [
     "RAVDESS (Livingstone & Russo 2018, PLoS ONE 13(5): e0196391) is CC BY-NC-SA 4.0; these weights are derived "
     "from it and are shared under CC BY-NC-SA 4.0: attribution, non-commercial use only, share-alike.",
@@ -190,6 +192,8 @@ def corpus_description(corpus, cfg: DemoConfig) -> dict:
     """Counts and recipe of the demo corpus, for the model card and the report."""
     ravdess = [it for it in corpus.items if it.id.startswith("ravdess/")]
     lines = [it for it in corpus.items if it.id.startswith("emotionlines/")]
+    statements = ", ".join(map(str, cfg.ravdess_statements))
+    takes = ", ".join(map(str, cfg.ravdess_repetitions))
     return {
         "corpus": "AmbER² open demo corpus (demo7)",
         "ravdess_clips": len(ravdess),
@@ -197,9 +201,10 @@ def corpus_description(corpus, cfg: DemoConfig) -> dict:
         "emotionlines_utterances": len(lines),
         "emotionlines_dialogues": len({it.group for it in lines}),
         "recipe": (
-            f"{len(ravdess)} RAVDESS speech clips (all 24 actors, every emotion and intensity; sentence(s) "
-            f"{', '.join(map(str, cfg.ravdess_statements))}, take(s) {', '.join(map(str, cfg.ravdess_repetitions))}; label = the actor's intended emotion, one "
-            f"vote; calm counted as neutral; transcript = the clip's fixed sentence) plus {len(lines)} EmotionLines "
+            f"{len(ravdess)} RAVDESS speech clips (all {len({it.group for it in ravdess})} actors, every emotion "
+            f"and intensity; sentence(s) {statements}, take(s) {takes}; label = the actor's intended emotion, "
+            f"one vote; calm counted as neutral; transcript = the clip's fixed sentence) plus {len(lines)} "
+            f"EmotionLines "
             f"utterances from {len({it.group for it in lines})} whole Friends dialogues (their five raters' vote "
             f"distributions; dialogues chosen by decreasing share of non-neutral majority votes, at most "
             f"{cfg.emotionlines_max} utterances) spoken by espeak-ng (voice {cfg.voice}, "
@@ -241,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    from train.run import (RunConfig, configure_logging, guarded, protocol_from_args, run_corpus,
-                           summary_text)
+    from train.run import (RunConfig, configure_logging, guarded, protocol_from_args, redact_command,
+                           run_corpus, summary_text)
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -266,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                             push_to_hub=args.push_to_hub, private=args.private, token=args.token,
                             progress=not args.no_progress)
         command = "python -m train demo " + " ".join(argv if argv is not None else sys.argv[2:])
-        card = {"demo": corpus_description(corpus, cfg), "licences": LICENCES, "command": command.strip()}
+        card = {"demo": corpus_description(corpus, cfg), "licences": LICENCES,
+                "command": redact_command(command)}
         outcome = run_corpus(corpus, run_cfg, protocol, card=card)
         print(summary_text(outcome))
         return 0

@@ -337,11 +337,19 @@ def main(argv: list[str] | None = None) -> int:
                         final_seed=args.final_seed, push_to_hub=args.push_to_hub, private=args.private,
                         token=args.token, progress=not args.no_progress)
         corpus = load_dataset(dataset, root, **dataset_options(dataset, args.space, protocol.n_folds))
-        outcome = run_corpus(corpus, cfg, protocol)
+        command = " ".join(["python -m train", *(argv if argv is not None else sys.argv[1:])])
+        outcome = run_corpus(corpus, cfg, protocol, card={"command": redact_command(command)})
         print(summary_text(outcome))
         return 0
 
     return guarded(body)
+
+
+def redact_command(command: str) -> str:
+    """The command line as the model card shows it: a --token value is never written down."""
+    parts = command.split()
+    return " ".join("***" if i and parts[i - 1] == "--token" else
+                    ("--token=***" if p.startswith("--token=") else p) for i, p in enumerate(parts))
 
 
 def summary_text(outcome: RunOutcome) -> str:
