@@ -153,6 +153,7 @@ Record or upload a short English clip. Whisper writes down the words; three head
 an emotion **distribution** each: from the **voice** (audio), from the **words** (text) and from **both**
 (fused). When voice and words tell different emotions, you will see it here."""
 
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 LEARN_EQ1 = r"""### 1. Raters disagree: votes become a distribution (Eq. 1)
 Several people label each clip. AmbER² keeps all their votes: $y_c = n_c / N$, the share of the $N$ raters
 who chose class $c$. Set the votes below."""
@@ -181,26 +182,27 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                     audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
                     run = gr.Button("Analyze", variant="primary")
                     transcript = gr.Textbox(
-                        label="What Whisper heard", lines=2, interactive=True,
+                        label="What Whisper heard", lines=1, max_lines=4, interactive=True,
                         info="Edit the words and press Enter: only the text and fused heads re-read them.")
-                    gr.Examples([[str(EXAMPLES / f)] for f, _ in EXAMPLE_CLIPS], inputs=[audio],
-                                example_labels=[label for _, label in EXAMPLE_CLIPS],
-                                label="Examples (click one, then Analyze)", cache_examples=False,
-                                api_name="load_example")
                 with gr.Column(scale=2, min_width=300):
                     chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
                                     label="Emotion distributions", show_label=False)
                     summary = gr.Markdown("")
+            # Below both columns, so that on a phone the chart comes right after the transcript.
+            gr.Examples([[str(EXAMPLES / f)] for f, _ in EXAMPLE_CLIPS], inputs=[audio],
+                        example_labels=[label for _, label in EXAMPLE_CLIPS],
+                        label="Examples (click one, then Analyze)", cache_examples=False,
+                        api_name="load_example")
             with gr.Accordion("Numbers (JSON)", open=False):
                 numbers = gr.JSON(label="Analysis")
         with gr.Tab("Learn"):
-            gr.Markdown(LEARN_EQ1)
+            gr.Markdown(LEARN_EQ1, latex_delimiters=LATEX)
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
                     votes = [gr.Slider(0, 10, value=v, step=1, label=f"votes: {c}") for c, v in
                              zip(classes, counts0)]
                 votes_plot = gr.Plot(votes0, show_label=False)
-            gr.Markdown(LEARN_EQ5)
+            gr.Markdown(LEARN_EQ5, latex_delimiters=LATEX)
             kappa = gr.Slider(0, 16, value=4.0, step=0.25, label="κ (sharpness)")
             weights_plot = gr.Plot(weights0, show_label=False)
             learn_text = gr.Markdown(learn0)

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from amber2.explain import HEAD_LABELS, HEADS, AnalysisLike, WeightCurve
+from amber2.explain import HEAD_LABELS, HEAD_SHORT, HEADS, AnalysisLike, WeightCurve
 
 
 def _okabe_ito() -> dict[str, str]:
@@ -22,6 +22,7 @@ class ChartStyle:
     colors: dict[str, str] = field(default_factory=_okabe_ito)
     height: int = 400
     font_size: int = 14
+    legend_font_size: int = 12  # the three legend entries fit on one line of a 390 px phone screen
     template: str = "plotly_white"
 
 
@@ -39,7 +40,8 @@ def _layout(fig: go.Figure, style: ChartStyle, **kw) -> go.Figure:
         template=style.template, height=style.height, font={"size": style.font_size},
         margin={"l": 48, "r": 12, "t": 56, "b": 48},
         # A legend above the plot keeps the full width for the bars on a phone.
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0,
+                "font": {"size": style.legend_font_size}},
         hoverlabel={"font_size": style.font_size}, **kw)
     return fig
 
@@ -49,7 +51,7 @@ def distribution_figure(analysis: AnalysisLike, style: ChartStyle = DEFAULT_STYL
     fig = go.Figure()
     for head in HEADS:
         fig.add_trace(go.Bar(
-            x=list(analysis.classes), y=_plain(getattr(analysis, head)), name=HEAD_LABELS[head],
+            x=list(analysis.classes), y=_plain(getattr(analysis, head)), name=HEAD_SHORT[head],
             marker_color=style.colors[head],
             hovertemplate=f"{HEAD_LABELS[head]}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
     return _layout(fig, style, barmode="group", bargap=0.2, bargroupgap=0.05,
@@ -61,7 +63,7 @@ def placeholder_figure(classes: Sequence[str], message: str, style: ChartStyle =
     """Empty axes with the classes and a short message, shown before the first analysis."""
     fig = go.Figure()
     for head in HEADS:
-        fig.add_trace(go.Bar(x=list(classes), y=[0.0] * len(classes), name=HEAD_LABELS[head],
+        fig.add_trace(go.Bar(x=list(classes), y=[0.0] * len(classes), name=HEAD_SHORT[head],
                              marker_color=style.colors[head], hoverinfo="skip"))
     fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font={"size": style.font_size + 2})
@@ -86,7 +88,7 @@ def expert_weight_figure(curve: WeightCurve, kappa: float, style: ChartStyle = D
     fig = go.Figure()
     u_a, u_t = curve.at(kappa)
     for head, u, now in (("audio", curve.u_audio, u_a), ("text", curve.u_text, u_t)):
-        name = f"u_{'A' if head == 'audio' else 'T'} ({HEAD_LABELS[head].split(' ')[0].lower()} expert)"
+        name = f"u_{'A' if head == 'audio' else 'T'} ({HEAD_SHORT[head].lower()} expert)"
         fig.add_trace(go.Scatter(x=_plain(curve.kappas), y=_plain(u), mode="lines", name=name,
                                  line={"color": style.colors[head], "width": 3},
                                  hovertemplate=f"{name}<br>κ = %{{x:.2f}}: %{{y:.3f}}<extra></extra>"))

@@ -23,7 +23,8 @@ from amber2.losses import expert_weights, js_divergence
 
 HEADS = ("audio", "text", "fused")
 # How each head is named to a visitor: the audio head hears the voice, the text head reads the words.
-HEAD_LABELS = {"audio": "Voice (audio)", "text": "Words (text)", "fused": "Together (fused)"}
+HEAD_LABELS = {"audio": "Voice (audio)", "text": "Words (text)", "fused": "Fused (both)"}
+HEAD_SHORT = {"audio": "Voice", "text": "Words", "fused": "Fused"}  # chart legends: one line on a phone
 JS_DISTANCE_MAX = math.sqrt(math.log(2.0))  # JS distance, natural log, between two disjoint distributions
 
 # Adjectives for "the voice sounds ..."; a class not listed here is used as it is.
@@ -159,10 +160,11 @@ def summary(analysis: AnalysisLike, cfg: ExplainConfig = DEFAULT) -> dict:
 
 def summary_markdown(info: dict) -> str:
     """The `summary` as a short Markdown block for the panel beside the chart."""
-    lines = ["| | top emotion | how sure | ambiguity |", "|---|---|---|---|"]
+    # Three columns, so the table still fits a phone's width.
+    lines = ["| | top emotion | ambiguity |", "|---|---|---|"]
     for head in HEADS:
         h = info["heads"][head]
-        lines.append(f"| **{h['label']}** | {h['top']} | {h['probability']:.0%} | "
+        lines.append(f"| **{h['label']}** | {h['top']} ({h['probability']:.0%}) | "
                      f"{h['level']} ({h['ambiguity']:.2f}) |")
     c = info["conflict"]
     lines += ["", f"**Voice vs words: {c['level']}** (conflict {c['value']:.2f}). {c['sentence']}",

@@ -19,7 +19,7 @@ def test_distribution_figure_is_one_grouped_chart_with_three_heads():
     fig = charts.distribution_figure(a)
     assert fig.layout.barmode == "group"
     assert [t.type for t in fig.data] == ["bar"] * 3
-    assert [t.name for t in fig.data] == [explain.HEAD_LABELS[h] for h in ("audio", "text", "fused")]
+    assert [t.name for t in fig.data] == ["Voice", "Words", "Fused"]
     for trace, head in zip(fig.data, ("audio", "text", "fused")):
         assert list(trace.x) == DEMO7
         np.testing.assert_allclose(trace.y, getattr(a, head))
