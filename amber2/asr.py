@@ -254,6 +254,18 @@ def _load_checkpoint(path: Path, device: str) -> whisper.Whisper:
     return whisper.load_model(str(path), device=device)
 
 
+def _read_packaged(files: Sequence[Path]) -> dict[str, np.ndarray]:
+    try:
+        data = b"".join(Path(f).read_bytes() for f in files)
+    except OSError as err:
+        raise WhisperLoadError(f"Could not read the Whisper weight file {err.filename} ({err.strerror}); "
+                               "reinstall the weight package.") from err
+    spec, variables = read_ctranslate2(data)
+    if spec != "WhisperSpec":
+        raise WhisperLoadError(f"{files[0]} holds a {spec}, not a Whisper model.")
+    return variables
+
+
 def convert_packaged(name: str, files: Sequence[Path], directory: Path | None = None) -> Path:
     """Convert the CTranslate2 pieces `files` of model `name` into an openai-whisper checkpoint in the
     cache, unless a finished one is already there. The file is written under a temporary name and renamed,
@@ -262,17 +274,20 @@ def convert_packaged(name: str, files: Sequence[Path], directory: Path | None = 
     target = directory / f"whisper-{name}-{_fingerprint(files)}.pt"
     if target.is_file():
         return target
-    spec, variables = read_ctranslate2(b"".join(Path(f).read_bytes() for f in files))
-    if spec != "WhisperSpec":
-        raise WhisperLoadError(f"{files[0]} holds a {spec}, not a Whisper model.")
-    checkpoint = ctranslate2_to_whisper(variables)
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=directory)
+    try:  # claim the temporary file first: an unwritable cache fails before a second of conversion work
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise WhisperLoadError(f"Cannot write the converted Whisper model to {directory} ({err.strerror}); "
+                               "set AMBER2_CACHE to a writable folder.") from err
     try:
         with os.fdopen(handle, "wb") as fh:
-            torch.save(checkpoint, fh)
+            torch.save(ctranslate2_to_whisper(_read_packaged(files)), fh)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary, shareable file
         os.replace(tmp, target)  # atomic on POSIX: readers see no file or the whole file
+    except OSError as err:  # e.g. the disk filled up
+        raise WhisperLoadError(f"Could not save the converted Whisper model in {directory} ({err.strerror}); "
+                               "free some space or set AMBER2_CACHE to another folder.") from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -320,7 +335,7 @@ class WhisperBackbone:
     def encode(self, audio: np.ndarray) -> Tensor:
         """(n_audio_ctx, d) = (1500, d) encoder output of the first 30 s of 16 kHz `audio`, zero-padded to
         30 s as Whisper was trained (50 frames per second of audio; the rest encode the padding)."""
-        samples = torch.as_tensor(np.asarray(audio, dtype=np.float32)).flatten()
+        samples = torch.tensor(np.asarray(audio, dtype=np.float32).ravel())  # a copy: input may be read-only
         mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), n_mels=self.model.dims.n_mels)
         mel = mel.to(self.device, self.dtype)
         return self.model.encoder(mel[None])[0]

@@ -63,7 +63,8 @@ def load_audio(source: AudioSource, sr: int | None = None, limits: AudioLimits =
     samples = _to_mono_float(samples)
     _check(samples, rate, limits)
     if rate != SAMPLE_RATE:
-        samples = AF.resample(torch.from_numpy(samples), rate, SAMPLE_RATE).numpy()
+        # np.require copies only a read-only array (torch refuses to wrap those without a warning)
+        samples = AF.resample(torch.from_numpy(np.require(samples, requirements="W")), rate, SAMPLE_RATE).numpy()
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
@@ -82,7 +83,8 @@ def _from_tuple(source: tuple) -> tuple[np.ndarray, int]:
 
 
 def _check_rate(rate: object) -> int:
-    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+    whole = isinstance(rate, (int, np.integer)) or (isinstance(rate, (float, np.floating)) and float(rate).is_integer())
+    if isinstance(rate, (bool, np.bool_)) or not whole or rate <= 0:
         raise AudioError(f"The sample rate must be a positive whole number of hertz, not {rate!r}.")
     return int(rate)
 

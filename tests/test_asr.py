@@ -258,6 +258,13 @@ def test_tiny_en_loads_and_an_interrupted_conversion_does_not_poison_the_cache(t
         model.transcribe_encoded(torch.zeros(1500, 384), language="fr")
 
 
+def test_unwritable_cache_is_explained(tmp_path, base_files):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(WhisperLoadError, match="AMBER2_CACHE"):
+        convert_packaged("base", base_files, blocker / "cache")
+
+
 def test_load_whisper_caches_and_rebuilds_a_damaged_checkpoint(tmp_path, monkeypatch, converted):
     monkeypatch.setenv("AMBER2_CACHE", str(tmp_path))
     monkeypatch.setattr(asr, "_LOADED", {})

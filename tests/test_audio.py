@@ -108,6 +108,13 @@ def test_channels_first_array_and_default_rate():
     np.testing.assert_allclose(x, mono, atol=1e-7)
 
 
+def test_read_only_array_and_float_rate_are_accepted():
+    x = tone(300, 1.0, 22050)
+    x.flags.writeable = False
+    assert len(load_audio(x, sr=22050.0)) == SAMPLE_RATE
+    assert "whole number" in refused(x, sr=22050.5)
+
+
 def test_torch_tensor_is_accepted():
     import torch
 
