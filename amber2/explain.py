@@ -228,6 +228,11 @@ def _strip_front_matter(card: str) -> str:
     return card
 
 
+def _cell(text: object) -> str:
+    # A '|' or a newline inside a value would split the Markdown table row.
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def describe_model(source: str, config: dict, card: str | None = None) -> dict[str, str]:
     """Markdown for the model panel from a checkpoint's `config.json` and model card.
 
@@ -243,5 +248,5 @@ def describe_model(source: str, config: dict, card: str | None = None) -> dict[s
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else \
                 ", ".join(map(str, value))
         rows.append((str(key).replace("_", " "), str(value)))
-    table = "\n".join(["| | |", "|---|---|"] + [f"| **{k}** | {v} |" for k, v in rows])
+    table = "\n".join(["| | |", "|---|---|"] + [f"| **{_cell(k)}** | {_cell(v)} |" for k, v in rows])
     return {"summary": table, "card": _strip_front_matter(card).strip() if card else ""}

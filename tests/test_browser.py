@@ -105,3 +105,12 @@ def test_example_then_edit_transcript_with_enter(browser, app_url):  # noqa: F81
     # The JSON view shows the re-read transcript once the .submit event has run.
     page.get_by_text(edited).first.wait_for(timeout=60_000)
     page.close()
+
+
+def test_analyze_without_audio_shows_a_sentence_not_a_traceback(browser, app_url):  # noqa: F811
+    page = browser.new_page(viewport=VIEWPORTS["phone"])
+    _open(page, app_url)
+    page.get_by_role("button", name="Analyze", exact=True).click()
+    page.get_by_text("No audio yet").first.wait_for(timeout=30_000)
+    assert "Traceback" not in page.content()
+    page.close()

@@ -129,3 +129,18 @@ def test_expert_weight_curve_matches_eq5():
 def test_expert_weight_curve_refuses_mismatched_classes():
     with pytest.raises(ValueError, match="classes"):
         explain.expert_weight_curve(peaked("angry"), peaked("sad"), np.array([0.5, 0.5]))
+
+
+def test_describe_model_reads_config_and_card():
+    config = {"label_space": "demo7", "classes": DEMO7, "audio_encoder": "whisper-base",
+              "text_encoder": "minilm-l6",
+              "provenance": {"dataset": "demo (RAVDESS | EmotionLines)", "n_items": 420,
+                             "hyperparameters": {"kappa": 4.0, "lambda_mai": 0.5}}}
+    card = "---\nlicense: cc-by-nc-sa-4.0\n---\n# AmbER² demo\n\nTrained on the demo corpus.\n"
+    panel = explain.describe_model("assets/amber2-demo", config, card)
+    rows = panel["summary"].splitlines()
+    assert all(r.count("|") - r.count("\\|") == 3 for r in rows)  # an escaped '|' does not split a cell
+    assert "whisper-base" in panel["summary"] and "minilm-l6" in panel["summary"]
+    assert "| **n items** | 420 |" in rows and "kappa: 4.0, lambda_mai: 0.5" in panel["summary"]
+    assert panel["card"].startswith("# AmbER² demo") and "license:" not in panel["card"]
+    assert explain.describe_model("x", config, None)["card"] == ""
