@@ -52,7 +52,7 @@ def load_audio(source: AudioSource, sr: int | None = None, limits: AudioLimits =
     empty or unreadable files, non-audio files, clips shorter than `limits.min_seconds` or longer than
     `limits.max_seconds`, and silence.
     """
-    if source is None:
+    if source is None or (isinstance(source, str) and not source.strip()):
         raise AudioError("No audio was given.")
     if isinstance(source, (str, Path)):
         samples, rate = _read_file(Path(source), limits)
@@ -105,7 +105,7 @@ def _read_file(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]:
     if not path.exists():
         raise AudioError(f"The file {path.name} does not exist.")
     if not path.is_file():
-        raise AudioError(f"{path.name} is a folder, not an audio file.")
+        raise AudioError(f"{path.name or path} is a folder, not an audio file.")
     if path.stat().st_size == 0:
         raise AudioError(f"The file {path.name} is empty.")
     try:

@@ -221,7 +221,7 @@ def test_ffmpeg_that_hangs_is_stopped(tmp_path: Path, monkeypatch):
     assert "took longer" in refused(path, limits=AudioLimits(ffmpeg_timeout_s=0.5))
 
 
-@pytest.mark.parametrize("bad", [None, (16000, None), (0, np.zeros(16000)), (16000,),
+@pytest.mark.parametrize("bad", [None, "", "  ", (16000, None), (0, np.zeros(16000)), (16000,),
                                  np.array(["a", "b"]), np.zeros((2, 3, 16000))])
 def test_malformed_inputs(bad):
     refused(bad)
