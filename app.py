@@ -189,10 +189,10 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                                     label="Emotion distributions", show_label=False)
                     summary = gr.Markdown("")
             # Below both columns, so that on a phone the chart comes right after the transcript.
-            gr.Examples([[str(EXAMPLES / f)] for f, _ in EXAMPLE_CLIPS], inputs=[audio],
-                        example_labels=[label for _, label in EXAMPLE_CLIPS],
-                        label="Examples (click one, then Analyze)", cache_examples=False,
-                        api_name="load_example")
+            examples = gr.Examples([[str(EXAMPLES / f)] for f, _ in EXAMPLE_CLIPS], inputs=[audio],
+                                   example_labels=[label for _, label in EXAMPLE_CLIPS],
+                                   label="Examples (click one to analyze it)", cache_examples=False,
+                                   api_name="load_example")
             with gr.Accordion("Numbers (JSON)", open=False):
                 numbers = gr.JSON(label="Analysis")
         with gr.Tab("Learn"):
@@ -214,8 +214,13 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
 
         learn_inputs = [state, kappa, *votes]
         learn_outputs = [votes_plot, weights_plot, learn_text]
-        run.click(h.analyze, inputs=[audio], outputs=[transcript, chart, summary, numbers, state],
+        analyze_outputs = [transcript, chart, summary, numbers, state]
+        run.click(h.analyze, inputs=[audio], outputs=analyze_outputs,
                   api_name="analyze").then(h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze")
+        # A clicked example fills the audio input, then is analysed at once (not cached: facts.md §5).
+        examples.load_input_event.then(h.analyze, inputs=[audio], outputs=analyze_outputs,
+                                       api_name="analyze_example").then(
+            h.learn, learn_inputs, learn_outputs, api_name="learn_after_example")
         transcript.submit(h.reanalyze, inputs=[transcript, state], outputs=[chart, summary, numbers, state],
                           api_name="reanalyze").then(h.learn, learn_inputs, learn_outputs,
                                                      api_name="learn_after_reanalyze")

@@ -90,9 +90,7 @@ def test_learn_tab_renders(browser, app_url, shot_dir):  # noqa: F811
 def test_example_then_edit_transcript_with_enter(browser, app_url):  # noqa: F811
     page = browser.new_page(viewport=VIEWPORTS["desktop"])
     _open(page, app_url)
-    page.get_by_text("flat voice, furious words", exact=True).click()
-    page.wait_for_selector("audio, .waveform-container, #waveform", state="attached", timeout=60_000)
-    page.get_by_role("button", name="Analyze", exact=True).click()
+    page.get_by_text("flat voice, furious words", exact=True).click()  # one click: loads and analyses
     _wait_for_chart(page)
     box = page.get_by_label("What Whisper heard")
     page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.length > 0)",
