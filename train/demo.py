@@ -214,6 +214,24 @@ def corpus_description(corpus, cfg: DemoConfig) -> dict:
     }
 
 
+def write_demo_readme(report_dir: Path, card: dict, model_dir: Path) -> Path:
+    """README.md beside the demo's report: what the corpus is, how to rebuild it, the licences."""
+    demo = card["demo"]
+    text = "\n".join([
+        "# The demo model's run", "",
+        f"`report.md` and the figures in this folder are the cross-validated comparison (CB-CE vs AmbER²) "
+        f"behind the bundled checkpoint `{model_dir.name}/`.", "",
+        "## Corpus", "", demo["recipe"], "",
+        f"- RAVDESS clips: {demo['ravdess_clips']} ({demo['ravdess_actors']} actors)",
+        f"- EmotionLines utterances: {demo['emotionlines_utterances']} ({demo['emotionlines_dialogues']} dialogues)",
+        "", "## Reproduce", "", "```bash", card["command"], "```", "",
+        "## Licences", "", *[f"- {line}" for line in card["licences"]], ""])
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def build_parser():
     import argparse
 
@@ -274,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         card = {"demo": corpus_description(corpus, cfg), "licences": LICENCES,
                 "command": redact_command(command)}
         outcome = run_corpus(corpus, run_cfg, protocol, card=card)
+        write_demo_readme(Path(args.report_dir), card, Path(args.out))
         print(summary_text(outcome))
         return 0
 
