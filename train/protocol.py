@@ -308,7 +308,7 @@ class Ensemble:
         with torch.no_grad():
             self.params = {name: t.to(self.device, dtype).contiguous() for name, t in self._stack(layers).items()}
         for t in self.params.values():
-            t.grad = torch.zeros_like(t)
+            t.grad = torch.empty_like(t)   # backward overwrites every element
         # text blocks carry no gate bias (the gate's one bias lives in the audio block): keep it at zero
         self._text_gate_rows = torch.zeros(self.R, self.width, 1, dtype=torch.bool, device=self.device)
         self._text_gate_rows[:, self.F:2 * self.F] = True
@@ -388,49 +388,48 @@ class Ensemble:
         h = torch.addcmul(ht, g, diff)                       # g * ha + (1 - g) * ht
         z_at = torch.baddbmm(p["b_at1"], p["w_at1"], h)
         hidden = [oa4[:, 2 * F:].relu_(), ot4[:, 2 * F:].relu_(), z_at.relu_()]
+        scale = 1.0
         if train and self.keep < 1.0:
-            mask = torch.empty(3, R, self.H, B, device=self.device, dtype=oa.dtype)
-            mask.bernoulli_(self.keep, generator=self.generator).div_(self.keep)
+            # uniform_ + compare costs half of bernoulli_ on the CPU; the 1/keep rescaling of the survivors
+            # is applied to the small (R, C, B) product instead of the hidden units
+            scale = 1.0 / self.keep
+            u = torch.empty(3, R, self.H, B, device=self.device, dtype=oa.dtype)
+            u.uniform_(generator=self.generator)
             for m, r in enumerate(hidden):
-                r.mul_(mask[m])
-        logits = [torch.baddbmm(p["b_out"][m], p["w_out"][m], hidden[m]) for m in range(3)]
+                r.masked_fill_(u[m] >= self.keep, 0.0)
+        logits = [torch.baddbmm(p["b_out"][m], p["w_out"][m], hidden[m], alpha=scale) for m in range(3)]
         cache = {"xa": xa, "xt": xt, "ha": ha, "ht": ht, "g": g, "diff": diff, "h": h, "hidden": hidden,
-                 "scale": 1.0 / self.keep if train else 1.0, "B": B}
+                 "scale": scale, "B": B}
         return logits, cache
 
     def backward(self, cache: dict, grad_logits: Sequence[Tensor]) -> None:
         """Write into `params[name].grad` the gradient of the loss whose logit gradients are given."""
         p, R, F, B = self.params, self.R, self.F, cache["B"]
+        aten = torch.ops.aten    # fused activation derivatives (one pass each, as autograd uses them)
         grads = {name: t.grad for name, t in p.items()}
         like = dict(device=self.device, dtype=p["w_a"].dtype)
         doa = torch.empty(R, self.width, B, **like)
         dot = torch.empty(R, self.width, B, **like)
-        targets = [doa[:, 2 * F:], dot[:, 2 * F:], None]
-        dz_at = None
+        dz_at = torch.empty(R, self.H, B, **like)
+        targets = [doa[:, 2 * F:], dot[:, 2 * F:], dz_at]   # dL/d(pre-activation) of each head's layer 1
         for m, (r, gl) in enumerate(zip(cache["hidden"], grad_logits)):
+            gl = gl * cache["scale"] if cache["scale"] != 1.0 else gl     # logits = scale * W2 r + b2
             torch.bmm(gl, r.transpose(1, 2), out=grads["w_out"][m])
-            torch.sum(gl, dim=2, keepdim=True, out=grads["b_out"][m])
+            torch.sum(grad_logits[m], dim=2, keepdim=True, out=grads["b_out"][m])
             dr = torch.bmm(p["w_out"][m].transpose(1, 2), gl)
-            # ReLU then dropout: the derivative is scale where the output survived, else 0
-            dz = dr.mul_(r > 0)
-            if cache["scale"] != 1.0:
-                dz.mul_(cache["scale"])
-            if targets[m] is None:
-                dz_at = dz
-            else:
-                targets[m].copy_(dz)
+            # r is ReLU then dropout: the gradient passes where r > 0
+            aten.threshold_backward.grad_input(dr, r, 0, grad_input=targets[m])
         torch.bmm(dz_at, cache["h"].transpose(1, 2), out=grads["w_at1"])
         torch.sum(dz_at, dim=2, keepdim=True, out=grads["b_at1"])
         dh = torch.bmm(p["w_at1"].transpose(1, 2), dz_at)
         ha, ht, g = cache["ha"], cache["ht"], cache["g"]
         # h = g * ha + (1 - g) * ht, g = sigmoid(z_g): dL/dz_g = dh * (ha - ht) * g * (1 - g)
-        dg = (dh * cache["diff"]).mul_(g).mul_(1.0 - g)
+        aten.sigmoid_backward.grad_input(dh * cache["diff"], g, grad_input=doa[:, F:2 * F])
+        dot[:, F:2 * F].copy_(doa[:, F:2 * F])
         dha = dh * g
         dht = dh.sub_(dha)                                   # dh * (1 - g); dh is not needed any more
-        doa[:, F:2 * F].copy_(dg)
-        dot[:, F:2 * F].copy_(dg)
-        torch.mul(dha, 1.0 - ha * ha, out=doa[:, :F])
-        torch.mul(dht, 1.0 - ht * ht, out=dot[:, :F])
+        aten.tanh_backward.grad_input(dha, ha, grad_input=doa[:, :F])
+        aten.tanh_backward.grad_input(dht, ht, grad_input=dot[:, :F])
         doa3, dot3 = doa.view(self.S, self.P * self.width, B), dot.view(self.S, self.P * self.width, B)
         xa, xt = cache["xa"], cache["xt"]
         if xa.dim() == 2:
