@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +52,6 @@ class AppConfig:
     concurrency: int = 2          # requests served at once; more only adds contention on a small CPU
     max_file_size: str = "25mb"   # gradio refuses bigger uploads before they reach the model
     warmup: bool = True           # run one example at start-up so the first visitor does not wait for lazy loads
-
-
-class UserError(Exception):
-    """A request the app refuses; the message is for the visitor."""
 
 
 # ---- checkpoint card (I/O only; the wording is explain.describe_model) ----
@@ -114,12 +109,8 @@ class Handlers:
             raise gr.Error(str(e)) from None
         p_a, p_t, source = self._predictions(previous)
         curve = explain.expert_weight_curve(p_a, p_t, y)
-        u_a, u_t = curve.at(kappa)
-        text = (f"Predictions from {source}. D_A = JS(p_A ‖ y) = {curve.d_audio:.3f}, "
-                f"D_T = JS(p_T ‖ y) = {curve.d_text:.3f}. At κ = {kappa:g}: "
-                f"**u_A = {u_a:.2f}**, **u_T = {u_t:.2f}**: the fused student learns "
-                f"{'mostly from the voice' if u_a > 0.6 else 'mostly from the words' if u_t > 0.6 else 'from both'}.")
-        return (charts.votes_figure(self.classes, counts, y), charts.expert_weight_figure(curve, kappa), text)
+        return (charts.votes_figure(self.classes, counts, y), charts.expert_weight_figure(curve, kappa),
+                explain.weights_sentence(curve, kappa, source))
 
     def _predictions(self, previous: Analysis | None) -> tuple[np.ndarray, np.ndarray, str]:
         if previous is not None:
@@ -131,7 +122,7 @@ class Handlers:
     def _guard(run):
         try:
             return run()
-        except (AudioError, UserError, ValueError) as e:
+        except (AudioError, ValueError) as e:  # refusals whose message is written for a person
             raise gr.Error(str(e)) from None
         except Exception as e:  # a visitor sees a sentence; the traceback goes to the log
             log.exception("analysis failed")
@@ -153,6 +144,7 @@ Record or upload a short English clip. Whisper writes down the words; three head
 an emotion **distribution** each: from the **voice** (audio), from the **words** (text) and from **both**
 (fused). When voice and words tell different emotions, you will see it here."""
 
+CSS = ".gradio-container {max-width: 1100px !important; margin: auto;}"
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 LEARN_EQ1 = r"""### 1. Raters disagree: votes become a distribution (Eq. 1)
 Several people label each clip. AmbER² keeps all their votes: $y_c = n_c / N$, the share of the $N$ raters
@@ -167,7 +159,7 @@ the more the expert closer to the raters' votes takes over."""
 
 def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | None) -> gr.Blocks:
     """The Blocks app around a loaded Analyzer."""
-    classes = list(config["classes"])
+    classes = list(analyzer.classes)
     h = Handlers(analyzer, classes)
     panel = explain.describe_model(model_ref, config, card)
     counts0 = [EXAMPLE_VOTES.get(c, 0) for c in classes]
@@ -265,8 +257,6 @@ def main(argv: list[str] | None = None) -> None:
     demo.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share, max_file_size=cfg.max_file_size,
                 theme=gr.themes.Soft(), css=CSS)
 
-
-CSS = ".gradio-container {max-width: 1100px !important; margin: auto;}"
 
 if __name__ == "__main__":
     main()

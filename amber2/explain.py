@@ -218,6 +218,16 @@ def expert_weight_curve(p_audio: np.ndarray, p_text: np.ndarray, target: np.ndar
                        u_text=u[:, 1].numpy().astype(float), d_audio=float(d[0]), d_text=float(d[1]))
 
 
+def weights_sentence(curve: WeightCurve, kappa: float, source: str, dominant_from: float = 0.6) -> str:
+    """What Eq. 5 gives at `kappa`: the distances D_m, the weights u_m, and whom the student follows."""
+    u_a, u_t = curve.at(kappa)
+    follows = ("mostly from the voice" if u_a >= dominant_from else
+               "mostly from the words" if u_t >= dominant_from else "from both about equally")
+    return (f"Predictions from {source}. D_A = JS(p_A ‖ y) = {curve.d_audio:.3f}, "
+            f"D_T = JS(p_T ‖ y) = {curve.d_text:.3f}. At κ = {kappa:g}: **u_A = {u_a:.2f}**, "
+            f"**u_T = {u_t:.2f}**: the fused student learns {follows}.")
+
+
 # ---- Model panel: what checkpoint is loaded, in its own words ----
 
 def _strip_front_matter(card: str) -> str:

@@ -144,3 +144,13 @@ def test_describe_model_reads_config_and_card():
     assert "| **n items** | 420 |" in rows and "kappa: 4.0, lambda_mai: 0.5" in panel["summary"]
     assert panel["card"].startswith("# AmbER² demo") and "license:" not in panel["card"]
     assert explain.describe_model("x", config, None)["card"] == ""
+
+
+def test_weights_sentence_names_the_expert_the_student_follows():
+    y = np.array([1, 0, 1, 3, 0, 0, 0]) / 5
+    curve = explain.expert_weight_curve(peaked("angry", 0.6), peaked("neutral", 0.6), y)
+    u_a, u_t = curve.at(16.0)
+    assert u_a > 0.6
+    assert "mostly from the voice" in explain.weights_sentence(curve, 16.0, "a test")
+    assert "from both about equally" in explain.weights_sentence(curve, 0.0, "a test")
+    assert f"u_A = {u_a:.2f}" in explain.weights_sentence(curve, 16.0, "a test")
