@@ -111,6 +111,15 @@ class ProtocolConfig:
             problems.append(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.selection_metric not in _SELECTION:
             problems.append(f"selection_metric must be one of {sorted(_SELECTION)}, got {self.selection_metric!r}")
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            problems.append(f"device {self.device!r} is not a torch device (cpu, cuda, cuda:1, auto)")
+        else:
+            if device.type == "cuda" and not torch.cuda.is_available():
+                problems.append(f"device {self.device!r} was asked for but no CUDA GPU is available")
         if problems:
             raise ProtocolError("invalid protocol configuration: " + "; ".join(problems))
 
