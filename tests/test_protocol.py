@@ -117,6 +117,21 @@ def test_dropout_gradient_matches_finite_differences():
     assert abs((plus - minus) / (2 * eps) - analytic) < 1e-6 * max(1.0, abs(analytic))
 
 
+def test_dropout_drops_the_configured_fraction():
+    ens = Ensemble(_models(4, dropout=0.1, dtype=torch.float32), group_size=2, dropout=0.1,
+                   dtype=torch.float32)
+    xa, xt = torch.randn(2, 400, 12), torch.randn(2, 400, 10)
+    _, train = ens.forward(xa.clone(), xt.clone(), train=True)
+    _, evaluation = ens.forward(xa.clone(), xt.clone(), train=False)
+    for m in range(3):
+        active = evaluation["hidden"][m] > 0
+        dropped = (train["hidden"][m] == 0) & active
+        assert dropped.sum() / active.sum() == pytest.approx(0.1, abs=0.01)
+        kept = active & ~dropped                               # survivors unchanged; 1/keep goes on the product
+        torch.testing.assert_close(train["hidden"][m][kept], evaluation["hidden"][m][kept])
+    assert train["scale"] == pytest.approx(1 / 0.9, rel=1e-4)
+
+
 def test_best_epoch_weights_are_restored(data):
     """Each run ends with the weights of its best validation epoch, chosen per run by masking."""
     cfg = ProtocolConfig(**{**SMALL, "max_epochs": 5, "lr": 3e-2, "dropout": 0.0})
