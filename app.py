@@ -50,7 +50,9 @@ class AppConfig:
     share: bool = False
     whisper: str | None = None    # None: the checkpoint's own Whisper transcribes (one shared encoder pass)
     concurrency: int = 2          # requests served at once; more only adds contention on a small CPU
-    max_file_size: str = "25mb"   # gradio refuses bigger uploads before they reach the model
+    # Gradio refuses bigger uploads itself; a 3-minute 48 kHz stereo WAV (35 MB) still reaches the
+    # pipeline, whose refusal says what is wrong (too long).
+    max_file_size: str = "50mb"
     warmup: bool = True           # run one example at start-up so the first visitor does not wait for lazy loads
 
 
