@@ -227,3 +227,20 @@ def test_model_panel_reads_the_checkpoint(model_dir):
     panel = explain.describe_model(str(model_dir), config, card)
     assert config["label_space"] in panel["summary"] and config["audio_encoder"] in panel["summary"]
     assert all(c in panel["summary"] for c in config["classes"])
+
+
+def test_command_line_defaults_and_env(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import app
+
+    for var in ("AMBER2_MODEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = app.parse_args([])
+    assert (cfg.host, cfg.port, cfg.share) == ("127.0.0.1", 7860, False)
+    assert Path(cfg.model) == BUNDLED
+    monkeypatch.setenv("AMBER2_MODEL", "someone/amber2-iemocap")
+    assert app.parse_args([]).model == "someone/amber2-iemocap"
+    assert app.parse_args(["--model", "/ckpt", "--port", "9000"]).model == "/ckpt"
+    # On Hugging Face Spaces the server must listen on all interfaces.
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert app.parse_args([]).host == "0.0.0.0"
