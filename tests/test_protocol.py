@@ -51,12 +51,15 @@ def _models(n: int, dropout: float, dtype=torch.float64) -> list[AmbER2Model]:
 # ---------------------------------------------------------------------------------------------- ensemble
 
 
-def test_batched_forward_and_gradients_equal_amber2model():
+@pytest.mark.parametrize("shared", [False, True], ids=["rows-per-group", "same-rows-for-all"])
+def test_batched_forward_and_gradients_equal_amber2model(shared):
     """Run r of the ensemble computes what AmbER2Model with run r's weights computes, and the same gradient."""
     models = _models(4, dropout=0.0)
     ens = Ensemble(models, group_size=2, dtype=torch.float64)
     xa, xt = torch.randn(2, 5, 12, dtype=torch.float64), torch.randn(2, 5, 10, dtype=torch.float64)
-    logits, cache = ens.forward(xa.clone(), xt.clone(), train=True)
+    if shared:
+        xa, xt = xa[:1].expand(2, 5, 12), xt[:1].expand(2, 5, 10)
+    logits, cache = ens.forward(*((xa[0], xt[0]) if shared else (xa.clone(), xt.clone())), train=True)
     upstream = [torch.randn_like(lg) for lg in logits]
     ens.backward(cache, upstream)
     for r, model in enumerate(models):

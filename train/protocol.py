@@ -20,6 +20,8 @@ Choices where the paper is silent (all flags in `ProtocolConfig`):
   JS distance by default); the baseline's epoch is chosen on the same head;
 - grid selection per fold: the grid point with the best validation score averaged over seeds;
 - CB-CE class weights come from the items the model is fitted on (training folds minus validation);
+- features are standardised per dimension with the fit items' mean and std (`standardize`); the shipped
+  model stores those statistics as its input buffers (`AmbER2Model.set_input_stats`);
 - runs with the same seed share the initial weights (`AmbER2Model` built under `torch.manual_seed(seed)`)
   and the order of the training batches; dropout masks are drawn per ensemble, so a different
   `runs_per_batch` changes results by dropout noise only;
@@ -36,7 +38,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
