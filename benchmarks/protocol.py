@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.protocol import ProtocolConfig, run_fold, synthetic_data  # noqa: E402
+from train.protocol import (Ensemble, EnsembleLoss, ProtocolConfig, _build_model, _optimizer,  # noqa: E402
+                            fold_runs, run_fold, synthetic_data)
 
 IEMOCAP = dict(n_items=5500, audio_dim=512, text_dim=384, n_classes=4, groups_per_fold=30, latent_dim=16)
 
@@ -67,6 +68,43 @@ class FlopsPerRow:
         return cls(fwd, 2 * fwd, 2.0 * first + 2 * 2.0 * inner)
 
 
+def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int = 5) -> None:
+    """Where one training step of a whole fold's ensemble spends its time (after one warm-up step)."""
+    from amber2.losses import class_balanced_weights
+
+    runs = fold_runs(cfg)
+    group = len(runs) // len(cfg.seeds)
+    init = {s: _build_model(data, cfg, s) for s in cfg.seeds}
+    ens = Ensemble([init[r.seed] for r in runs], group, cfg.dropout, cfg.device)
+    y_all = torch.from_numpy(data.y).to(cfg.device)
+    loss = EnsembleLoss(runs, cfg, class_balanced_weights(y_all.cpu()), ens.device)
+    opt = _optimizer([ens.params[n] for n in Ensemble.PARAM_NAMES], cfg)
+    audio, text = torch.from_numpy(data.audio).to(cfg.device), torch.from_numpy(data.text).to(cfg.device)
+    sync = torch.cuda.synchronize if cfg.device.startswith("cuda") else (lambda: None)
+    phases = dict.fromkeys(("gather", "forward", "loss", "backward", "AdamW"), 0.0)
+    S, B = len(cfg.seeds), cfg.batch_size
+    for step in range(steps + 1):
+        marks = [time.perf_counter()]
+        rows = torch.randint(0, len(data.y), (S * B,), device=cfg.device)
+        xa, xt, y = (t.index_select(0, rows).view(S, B, -1) for t in (audio, text, y_all))
+        sync(), marks.append(time.perf_counter())
+        logits, cache = ens.forward(xa, xt, train=True)
+        sync(), marks.append(time.perf_counter())
+        grads, _ = loss(logits, y, group)
+        sync(), marks.append(time.perf_counter())
+        ens.backward(cache, grads)
+        sync(), marks.append(time.perf_counter())
+        opt.step()
+        sync(), marks.append(time.perf_counter())
+        if step:
+            for name, a, b in zip(phases, marks, marks[1:]):
+                phases[name] += (b - a) / steps
+    total = sum(phases.values())
+    flops = len(runs) * B * (per_row.forward + per_row.backward_executed)
+    print(f"one step of {len(runs)} runs x {B} rows: {total * 1e3:.0f} ms, {flops / total / 1e9:.1f} GFLOP/s "
+          "executed; " + ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in phases.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=5, help="how many of the 5 folds to run (all: 5)")
@@ -75,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--runs-per-batch", type=int, default=64)
+    ap.add_argument("--breakdown", action="store_true", help="also time the phases of one training step")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     speed_before = matmul_gflops(device=args.device)
     per_row = FlopsPerRow.of(data.audio.shape[1], data.text.shape[1], cfg.fusion_dim, cfg.hidden_dim,
                              data.n_classes)
+    if args.breakdown:
+        step_breakdown(data, cfg, per_row)
     nominal = executed = 0.0
     t0 = time.perf_counter()
     for fold in data.fold_ids[:args.folds]:
