@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -815,15 +815,27 @@ class ProtocolResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        """Every number, JSON-ready (predictions excluded)."""
-        return {"config": self.config, "classes": list(self.classes), "n_items": int(len(self.y)),
+        """Every number, JSON-ready (predictions excluded; a non-finite number becomes None)."""
+        return _json_safe({"config": self.config, "classes": list(self.classes), "n_items": int(len(self.y)),
                 "metrics": self.metrics, "bin_edges": self.bin_edges.tolist(), "binned": self.binned,
                 "selected": {str(k): v for k, v in self.selected.items()},
                 "folds": [{"fold": f.fold, "n_test": int(len(f.test_index)), "n_val": int(len(f.val_index)),
                            "seconds": f.seconds, "selection": f.selection,
                            "runs": _epochs_by_run(f)}
                           for f in self.folds],
-                "seconds": self.seconds}
+                "seconds": self.seconds})
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _epochs_by_run(f: FoldResult) -> list[dict]:

@@ -123,14 +123,18 @@ def _binned_table(binned: dict, student: str) -> str:
     return _table(["Method", "entropy bin", "n"] + [METRIC_LABELS[k] for k in keys], rows)
 
 
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def _selection_table(data: dict) -> str:
     rows = []
     for fold in data["folds"]:
         sel = fold["selection"]
         am = sel.get("amber2", {})
         rows.append([str(fold["fold"]), str(fold["n_test"]), str(fold["n_val"]),
-                     f"{am.get('lambda_mai')}", f"{am.get('kappa')}", f"{am.get('score', float('nan')):.4f}",
-                     f"{sel.get('cbce', {}).get('score', float('nan')):.4f}"])
+                     f"{am.get('lambda_mai')}", f"{am.get('kappa')}", _number(am.get("score")),
+                     _number(sel.get("cbce", {}).get("score"))])
     metric = data["config"]["selection_metric"]
     return _table(["Test fold", "test items", "validation items", "λ_MAI", "κ",
                    f"AmbER² validation {metric}", f"CB-CE validation {metric}"], rows)
