@@ -303,6 +303,8 @@ def test_bad_input_gets_a_clear_message(data):
         ProtocolConfig(selection_metric="loss")
     with pytest.raises(ProtocolError, match="val_fraction"):
         ProtocolConfig(val_fraction=1.5)
+    with pytest.raises(ProtocolError, match="bin_mode"):
+        ProtocolConfig(bin_mode="log")
     with pytest.raises(ProtocolError, match="not a torch device"):
         ProtocolConfig(device="gpu0")
     if not torch.cuda.is_available():

@@ -113,6 +113,11 @@ class ProtocolConfig:
             problems.append(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.selection_metric not in _SELECTION:
             problems.append(f"selection_metric must be one of {sorted(_SELECTION)}, got {self.selection_metric!r}")
+        if self.bin_mode not in ("width", "quantile") or self.n_bins < 1:
+            problems.append(f'ambiguity bins need n_bins >= 1 and bin_mode "width" or "quantile", got '
+                            f"{self.n_bins}, {self.bin_mode!r}")
+        if self.std_ddof not in (0, 1):
+            problems.append(f"std_ddof must be 0 or 1, got {self.std_ddof}")
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
