@@ -50,6 +50,11 @@ def render_table(file: str, result: dict) -> str:
     return "\n".join(lines)
 
 
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (library messages, e.g. the Hub's, can span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _quiet_libraries() -> None:
     """Keep stderr for our own messages: no download/loading progress bars or library warnings."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -71,7 +76,7 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
     try:
         analyzer = Analyzer(model=args.model)
     except (ValueError, OSError, RuntimeError) as error:  # EncoderError, WhisperLoadError, bad checkpoints
-        print(f"{PROG}: cannot load the model: {error}", file=err)
+        print(f"{PROG}: cannot load the model: {one_line(error)}", file=err)
         return 2
     transcripts = args.transcript or [None]
     failed = 0
@@ -80,7 +85,7 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
         try:
             result = analyzer.analyze(file, transcript=transcript).to_dict()
         except (AudioError, ValueError, OSError) as error:
-            print(f"{PROG}: {file}: {error}", file=err)
+            print(f"{PROG}: {file}: {one_line(error)}", file=err)
             failed += 1
             continue
         if args.json:

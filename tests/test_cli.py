@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from amber2.__main__ import main, render_table
+from amber2.__main__ import main, one_line, render_table
 from test_pipeline import DEMO7, save_random_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,3 +76,9 @@ def test_table_marks_the_top_class_of_each_head():
     assert rows["happy"].split()[1:] == ["70.0%*", "30.0%", "30.0%"]
     assert rows["neutral"].split()[1:] == ["20.0%", "60.0%*", "30.0%"]
     assert rows["sad"].split()[1:] == ["10.0%", "10.0%", "40.0%*"]
+
+
+def test_library_messages_are_folded_onto_one_line():
+    error = ValueError("could not be fetched (ConnectError)\nAn error happened while trying to locate the files.\n")
+    assert one_line(error) == "could not be fetched (ConnectError) An error happened while trying to locate the files."
+    assert one_line(KeyError()) == "KeyError"
