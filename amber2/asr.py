@@ -310,7 +310,8 @@ def checkpoint_path(name: str) -> Path | None:
 @dataclass(frozen=True)
 class DecodeConfig:
     """How transcripts are decoded. Greedy, temperature 0 and no timestamps make a transcript a pure
-    function of the audio; fp32 keeps the CPU and GPU results (and the embedding) the same."""
+    function of the audio; fp32 (also on a GPU) keeps the encoder output, which is the audio embedding,
+    the same numbers, up to rounding, as the features the heads were trained on."""
 
     temperature: float = 0.0
     without_timestamps: bool = True

