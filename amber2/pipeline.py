@@ -182,8 +182,9 @@ class Analyzer:
 
     def _score(self, audio_vector: np.ndarray, transcript: str, duration: float) -> Analysis:
         text_vector = self.text_encoder.embed([transcript])[0]
-        probs = self.model.predict(torch.from_numpy(np.asarray(audio_vector, np.float32)),
-                                   torch.from_numpy(text_vector))
+        device = next(self.model.parameters()).device  # CPU unless the caller passed a model moved elsewhere
+        probs = self.model.predict(torch.from_numpy(np.asarray(audio_vector, np.float32)).to(device),
+                                   torch.from_numpy(text_vector).to(device))
         dists = {key: probs[head].double().cpu().numpy() for key, head in HEADS.items()}
         return Analysis(
             transcript=transcript, classes=list(self.classes), **dists,
