@@ -238,3 +238,18 @@ def test_other_encoders_without_whisper(tmp_path, ravdess_clip):
     assert analyzer._asr is None   # Whisper was never needed
     again = analyzer.reanalyze_text(a, "door")
     np.testing.assert_array_equal(again.audio, a.audio)
+
+
+def test_clip_longer_than_whisper_window(analyzer, ravdess_clip, speak, encoder_spy):
+    """Past 30 s: the transcript covers the whole clip, the audio vector the first 30 s (as in training)."""
+    from amber2.encoders import load_audio_encoder
+
+    first = load_audio(ravdess_clip)
+    second = load_audio(speak("Please open the window."))
+    samples = np.concatenate([first, np.zeros(31 * 16000 - len(first), np.float32), second])
+    a = analyzer.analyze(samples)
+    assert "door" in a.transcript.lower() and "window" in a.transcript.lower(), a.transcript
+    assert a.duration == pytest.approx(len(samples) / 16000)
+    assert encoder_spy.calls == 2   # one pass per 30 s window: the first serves transcript and embedding
+    reference = load_audio_encoder("whisper-base", whisper=analyzer.asr).embed([samples])[0]
+    np.testing.assert_allclose(a.audio_embedding, reference, rtol=1e-5, atol=1e-5)
