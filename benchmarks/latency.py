@@ -10,6 +10,11 @@ transcription, i.e. the emotion analysis costs at most 15 % on top of the ASR th
 The peak resident memory is measured in a fresh child process that loads the default models and analyses
 one clip (ru_maxrss; target < 2 GB).
 
+On a small CPU shared with other busy processes, small forward passes (MiniLM, Whisper's per-token decoder
+steps) slow down many-fold with several torch threads (OpenMP workers wait for each other at every op):
+MiniLM embedding a sentence was seen at 10 ms with 1 thread and ~480 ms with 2 on this 2-core machine at
+load 3.5. `--threads N` sets torch's thread count to measure that.
+
 Without a trained checkpoint (assets/amber2-demo/ missing), randomly initialised heads with the default
 encoders are used: the time and memory are the same, only the numbers analysed are meaningless.
 """
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--reps", type=int, default=BenchConfig.reps)
     p.add_argument("--seconds", type=float, nargs="+", default=BenchConfig().seconds)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -141,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from amber2.pipeline import Analyzer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         ref = model_ref(cfg.model, Path(scratch))
         analyzer = Analyzer(model=ref)
