@@ -170,7 +170,7 @@ def build_demo_corpus(cfg: DemoConfig = DemoConfig(), progress: bool = True):
     spoken = [replace(item, id=f"emotionlines/{item.id}", group=f"emotionlines/{item.group}")
               for item in spoken]
     skipped = dict(Counter(ravdess.skipped) + Counter(lines.skipped))
-    return Corpus(name="demo", space=ravdess.space, items=voices + spoken, skipped=skipped)
+    return Corpus(name="RAVDESS + EmotionLines demo", space=ravdess.space, items=voices + spoken, skipped=skipped)
 
 
 # ----------------------------------------------------------------------------------------------------------
