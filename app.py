@@ -31,7 +31,7 @@ EXAMPLE_CLIPS = (
     ("sad_voice_neutral_words.wav", "sad voice, neutral words"),
     ("flat_voice_furious_words.wav", "flat voice, furious words"),
     ("flat_voice_joyful_words.wav", "flat voice, joyful words"),
-    ("neutral_voice_neutral_words.wav", "both neutral"),
+    ("flat_voice_neutral_words.wav", "flat voice, neutral words"),
 )
 # Learn tab before any clip is analysed: the votes of the paper's kind of example (5 raters: 3 angry,
 # 1 neutral, 1 sad) and, as stand-in predictions, a voice that leans angry and words that lean neutral.
