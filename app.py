@@ -75,6 +75,13 @@ def read_checkpoint(ref: str) -> tuple[dict, str | None]:
     return config, card_text
 
 
+def display_ref(ref: str) -> str:
+    """A checkpoint folder inside this repository as a relative path (short, and it does not reveal the
+    server's layout); anything else as given."""
+    path = Path(ref).resolve()
+    return str(path.relative_to(ROOT)) if path.is_dir() and path.is_relative_to(ROOT) else ref
+
+
 # ---- event handlers ----
 
 class Handlers:
@@ -163,7 +170,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
     """The Blocks app around a loaded Analyzer."""
     classes = list(analyzer.classes)
     h = Handlers(analyzer, classes)
-    panel = explain.describe_model(model_ref, config, card)
+    panel = explain.describe_model(display_ref(model_ref), config, card)
     counts0 = [EXAMPLE_VOTES.get(c, 0) for c in classes]
     votes0, weights0, learn0 = h.learn(None, 4.0, *counts0)
 

@@ -243,6 +243,20 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+# Provenance keys a visitor asks about first (what data, how trained, under which licence); others follow.
+PROVENANCE_FIRST = ("dataset", "n_items", "method", "hyperparameters", "license")
+
+
+def _value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value(v) for v in value)
+    return str(value)
+
+
 def describe_model(source: str, config: dict, card: str | None = None) -> dict[str, str]:
     """Markdown for the model panel from a checkpoint's `config.json` and model card.
 
@@ -253,10 +267,9 @@ def describe_model(source: str, config: dict, card: str | None = None) -> dict[s
             ("audio encoder", str(config.get("audio_encoder", "?"))),
             ("text encoder", str(config.get("text_encoder", "?")))]
     provenance = config.get("provenance") or {}
-    for key, value in provenance.items():
-        if isinstance(value, (dict, list)):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else \
-                ", ".join(map(str, value))
-        rows.append((str(key).replace("_", " "), str(value)))
-    table = "\n".join(["| | |", "|---|---|"] + [f"| **{_cell(k)}** | {_cell(v)} |" for k, v in rows])
+    keys = [k for k in PROVENANCE_FIRST if k in provenance] + \
+        [k for k in provenance if k not in PROVENANCE_FIRST]
+    rows += [(str(k).replace("_", " "), _value(provenance[k])) for k in keys]
+    table = "\n".join(["| checkpoint | (from its config.json) |", "|---|---|"] +
+                      [f"| **{_cell(k)}** | {_cell(v)} |" for k, v in rows])
     return {"summary": table, "card": _strip_front_matter(card).strip() if card else ""}

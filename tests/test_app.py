@@ -227,6 +227,8 @@ def test_model_panel_reads_the_checkpoint(model_dir):
     panel = explain.describe_model(str(model_dir), config, card)
     assert config["label_space"] in panel["summary"] and config["audio_encoder"] in panel["summary"]
     assert all(c in panel["summary"] for c in config["classes"])
+    assert app.display_ref(str(ROOT / "assets" / "examples")) == "assets/examples"
+    assert app.display_ref("someone/amber2-iemocap") == "someone/amber2-iemocap"
 
 
 def test_command_line_defaults_and_env(monkeypatch):

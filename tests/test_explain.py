@@ -141,7 +141,8 @@ def test_describe_model_reads_config_and_card():
     rows = panel["summary"].splitlines()
     assert all(r.count("|") - r.count("\\|") == 3 for r in rows)  # an escaped '|' does not split a cell
     assert "whisper-base" in panel["summary"] and "minilm-l6" in panel["summary"]
-    assert "| **n items** | 420 |" in rows and "kappa: 4.0, lambda_mai: 0.5" in panel["summary"]
+    assert "| **n items** | 420 |" in rows and "kappa: 4, lambda_mai: 0.5" in panel["summary"]
+    assert rows.index("| **dataset** | demo (RAVDESS \\| EmotionLines) |") < rows.index("| **n items** | 420 |")
     assert panel["card"].startswith("# AmbER² demo") and "license:" not in panel["card"]
     assert explain.describe_model("x", config, None)["card"] == ""
 
