@@ -232,3 +232,12 @@ def test_demo_corpus_pairs_ravdess_voices_with_spoken_emotionlines(tmp_path, sha
     again = build_demo_corpus(cfg, progress=False)
     assert [it.audio for it in again.items] == [it.audio for it in corpus.items]
     assert wav.stat().st_mtime_ns == before, "speech is synthesised once and reused"
+
+
+def test_inspect_subcommand_is_delegated(shared_dir, capsys, tmp_path):
+    out_csv = tmp_path / "items.csv"
+    assert main(["inspect", "--dataset", "ravdess", "--root", str(shared_dir / "data" / "ravdess"),
+                 "--space", "demo7", "--csv", str(out_csv)]) == 0
+    printed = capsys.readouterr().out
+    assert "1440 items" in printed and "neutral       288" in printed
+    assert len(out_csv.read_text().strip().splitlines()) == 1441
