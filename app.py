@@ -225,9 +225,8 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
         transcript.submit(h.reanalyze, inputs=[transcript, state], outputs=[chart, summary, numbers, state],
                           api_name="reanalyze").then(h.learn, learn_inputs, learn_outputs,
                                                      api_name="learn_after_reanalyze")
-        for control in (kappa, *votes):
-            # .release: one update when the visitor lets go, not one per pixel dragged.
-            control.release(h.learn, learn_inputs, learn_outputs, api_name="learn")
+        # .release: one update when the visitor lets go of a slider, not one per pixel dragged.
+        gr.on([c.release for c in (kappa, *votes)], h.learn, learn_inputs, learn_outputs, api_name="learn")
     return demo
 
 

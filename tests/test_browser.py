@@ -83,6 +83,11 @@ def test_learn_tab_renders(browser, app_url, shot_dir):  # noqa: F811
     page.get_by_role("tab", name="Learn").click()
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=30_000)
     assert page.get_by_text("u_A =").count() >= 1
+    # Moving a vote slider re-draws Eq. 1: the 5 raters of the start become more. The fifth slider (demo7:
+    # "fear") starts at 0 votes; a click at 60 % of its track gives it about 6.
+    box = page.locator("input[type=range]").nth(4).bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => /N = (9|10|11|12|13)\\)/.test(document.body.textContent)", timeout=30_000)
     page.screenshot(path=str(shot_dir / "app-learn.png"), full_page=True)
     page.close()
 
