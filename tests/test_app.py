@@ -108,11 +108,14 @@ def check_numbers(numbers: dict) -> None:
     assert numbers["conflict"] == pytest.approx(jensenshannon(numbers["audio"], numbers["text"]), abs=1e-4)
 
 
-def test_ravdess_clip_is_transcribed_and_scored(app_url, ravdess_clip):
+def test_ravdess_clip_is_transcribed_and_scored(app_url, model_dir, ravdess_clip):
     transcript, figure, summary, numbers = analyze(client(app_url), ravdess_clip)
     assert all(w in transcript.lower() for w in KEY_WORDS), transcript
     assert numbers["transcript"] == transcript
     check_numbers(numbers)
+    if model_dir == BUNDLED:  # the trained demo heads hear the actor's anger in the voice
+        assert numbers["classes"][int(np.argmax(numbers["audio"]))] == "angry"
+        assert "angry" in numbers["explanation"]["conflict"]["sentence"]
     # The panel beside the chart names each head's top emotion and says what the conflict means.
     info = numbers["explanation"]
     for head in ("audio", "text", "fused"):
