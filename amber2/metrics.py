@@ -40,7 +40,9 @@ def _check(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return y_true, y_pred
 
 
-def _js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-row Jensen-Shannon distance (natural log, range [0, sqrt(ln 2)]) of (n, C) or (C,) distributions."""
+    p, q = np.atleast_2d(p), np.atleast_2d(q)
     m = 0.5 * (p + q)
 
     def kl(a: np.ndarray) -> np.ndarray:
@@ -63,7 +65,7 @@ def distribution_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, fl
     """{"js", "bc", "r2"}, each the mean over utterances."""
     y_true, y_pred = _check(y_true, y_pred)
     return {
-        "js": float(_js_distance(y_true, y_pred).mean()),
+        "js": float(js_distance(y_true, y_pred).mean()),
         "bc": float(np.sqrt(y_true * y_pred).sum(axis=1).mean()),
         "r2": float(_r2(y_true, y_pred).mean()),
     }

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from scipy.spatial.distance import jensenshannon
 
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
 from amber2.encoders import WhisperAudioEncoder, load_audio_encoder, load_text_encoder
 from amber2.labels import entropy
+from amber2.metrics import js_distance
 
 if TYPE_CHECKING:
     from amber2.asr import WhisperBackbone
@@ -93,10 +93,6 @@ class Analysis:
             "conflict": float(self.conflict),
             "duration": float(self.duration),
         }
-
-
-def _js_distance(p: np.ndarray, q: np.ndarray) -> float:
-    return float(jensenshannon(p, q))  # natural log by default: range [0, sqrt(ln 2)]
 
 
 class Analyzer:
@@ -189,7 +185,7 @@ class Analyzer:
         return Analysis(
             transcript=transcript, classes=list(self.classes), **dists,
             entropy={key: float(entropy(p)) for key, p in dists.items()},
-            conflict=_js_distance(dists["audio"], dists["text"]), duration=float(duration),
+            conflict=float(js_distance(dists["audio"], dists["text"])[0]), duration=float(duration),
             audio_embedding=np.array(audio_vector, np.float32, copy=True), audio_encoder=self.model.audio_encoder,
         )
 
