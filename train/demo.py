@@ -261,6 +261,7 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m train demo`."""
+    import dataclasses
     import json
     import sys
 
@@ -280,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
                          ravdess_statements=tuple(args.ravdess_statements),
                          words_per_minute=args.words_per_minute, cache_dir=args.cache_dir)
         corpus = build_demo_corpus(cfg, progress=not args.no_progress)
-        settings = _content_hash(json.dumps(protocol.fingerprint_dict(), sort_keys=True, default=str))[:10]
+        # The protocol state depends on the corpus recipe and the protocol settings: one folder per pair.
+        recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache_dir"}
+        settings = _content_hash(json.dumps([recipe, protocol.fingerprint_dict()], sort_keys=True,
+                                            default=str))[:10]
         run_cfg = RunConfig(out=args.out, model_dir=args.out, report_dir=args.report_dir,
                             work_dir=args.work_dir or Path(cfg.cache_dir) / f"protocol-{settings}",
                             audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
