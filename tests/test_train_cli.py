@@ -220,8 +220,8 @@ def test_demo_corpus_pairs_ravdess_voices_with_spoken_emotionlines(tmp_path, sha
     assert corpus.space.name == "demo7"
     voices = [it for it in corpus.items if it.id.startswith("ravdess/")]
     spoken = [it for it in corpus.items if it.id.startswith("emotionlines/")]
-    # default: take 1 of sentence 1 for every actor, emotion and intensity (8 emotions, neutral has 1 intensity)
-    assert len(voices) == 24 * 15 and len({it.group for it in voices}) == 24
+    # default: both takes of sentence 1 for every actor, emotion and intensity (neutral has 1 intensity)
+    assert len(voices) == 24 * 15 * 2 and len({it.group for it in voices}) == 24
     assert 20 <= len(spoken) <= 30
     assert all(it.votes.sum() == 1 for it in voices) and all(it.votes.sum() == 5 for it in spoken)
     assert {it.transcript for it in voices} == {"Kids are talking by the door"}
