@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from amber2.labels import votes_to_distribution
 from amber2.losses import expert_weights, js_divergence
+
+if TYPE_CHECKING:  # type hints only: explain must not import the pipeline (Whisper, encoders)
+    from amber2.pipeline import Analysis
 
 HEADS = ("audio", "text", "fused")
 # How each head is named to a visitor: the audio head hears the voice, the text head reads the words.
@@ -36,18 +39,6 @@ ADJECTIVES = {
 
 AMBIGUITY_LEVELS = ("clear", "somewhat mixed", "very mixed")
 CONFLICT_LEVELS = ("agree", "partly disagree", "disagree")
-
-
-class AnalysisLike(Protocol):
-    """The fields of `amber2.pipeline.Analysis` this module reads."""
-
-    transcript: str
-    classes: list[str]
-    audio: np.ndarray
-    text: np.ndarray
-    fused: np.ndarray
-    entropy: dict[str, float]
-    conflict: float
 
 
 @dataclass(frozen=True)
@@ -106,11 +97,11 @@ def conflict_level(conflict: float, cfg: ExplainConfig = DEFAULT) -> str:
     return CONFLICT_LEVELS[0]
 
 
-def _top(analysis: AnalysisLike, head: str) -> str:
+def _top(analysis: Analysis, head: str) -> str:
     return analysis.classes[int(np.argmax(getattr(analysis, head)))]
 
 
-def conflict_sentence(analysis: AnalysisLike, cfg: ExplainConfig = DEFAULT) -> str:
+def conflict_sentence(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> str:
     """One sentence on whether the voice and the words tell the same emotion."""
     voice, words = adjective(_top(analysis, "audio")), adjective(_top(analysis, "text"))
     level = conflict_level(analysis.conflict, cfg)
@@ -130,7 +121,7 @@ CONFLICT_MEANING = ("Conflict is the Jensen-Shannon distance between the voice a
                     f"0 when they are identical, {JS_DISTANCE_MAX:.2f} when they share nothing.")
 
 
-def summary(analysis: AnalysisLike, cfg: ExplainConfig = DEFAULT) -> dict:
+def summary(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> dict:
     """JSON-ready wording and numbers for each head and for the audio-text conflict."""
     n = len(analysis.classes)
     heads = {}
