@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
-from amber2.explain import HEAD_LABELS, HEAD_SHORT, HEADS, AnalysisLike, WeightCurve
+from amber2.explain import HEAD_LABELS, HEAD_SHORT, HEADS, WeightCurve
+
+if TYPE_CHECKING:  # type hints only: charts render, they never run the pipeline
+    from amber2.pipeline import Analysis
 
 
 def _okabe_ito() -> dict[str, str]:
@@ -46,7 +49,7 @@ def _layout(fig: go.Figure, style: ChartStyle, **kw) -> go.Figure:
     return fig
 
 
-def distribution_figure(analysis: AnalysisLike, style: ChartStyle = DEFAULT_STYLE) -> go.Figure:
+def distribution_figure(analysis: Analysis, style: ChartStyle = DEFAULT_STYLE) -> go.Figure:
     """One grouped bar chart: the classes on x, one bar per head (audio, text, fused) for each class."""
     fig = go.Figure()
     for head in HEADS:
