@@ -1,14 +1,18 @@
 """Time the paper's protocol on random IEMOCAP-sized features and compare with this machine's matmul speed.
 
-    python benchmarks/protocol.py                      # 5 folds x 5 seeds x 9 grid points + 5 baseline runs, 30 epochs
-    python benchmarks/protocol.py --folds 1 --epochs 3 # a short run while iterating
+    python benchmarks/protocol.py                         # 5 folds x 5 seeds x 9 grid points + 5 baseline, 30 epochs
+    python benchmarks/protocol.py --folds 1 --epochs 2 --breakdown   # a short run while iterating
 
 Prints the wall time, the arithmetic the protocol performed (every linear layer's forward and backward,
 counted from the layer shapes x the rows processed) and efficiency = FLOPs / wall time / matmul speed, where
 the matmul speed is torch.matmul of two 2048 x 2048 fp32 matrices measured in the same run (before and after,
-the better of the two). Two FLOP counts are printed: "nominal" counts every backward as 2x its forward (the
-usual convention); "executed" counts what the hand-written backward really does (the layers that read the raw
-features need no input gradient, so their backward is 1x their forward).
+the better of the two). The protocol runs at the trainer's default `--precision auto`: bfloat16 first-layer
+products where the hardware has them (then the bf16 matmul speed is printed too, and the efficiency against
+it, the stricter figure). `--breakdown` times one training step's phases in fp32 and in bf16 side by side.
+
+Two FLOP counts are printed: "nominal" counts every backward as 2x its forward (the usual convention);
+"executed" counts what the hand-written backward really does (the layers that read the raw features need no
+input gradient, so their backward is 1x their forward).
 """
 from __future__ import annotations
 
@@ -29,14 +33,14 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.protocol import (Ensemble, EnsembleLoss, ProtocolConfig, _build_model, _optimizer,  # noqa: E402
-                            fold_runs, run_fold, synthetic_data)
+                            fold_runs, retain_freed_memory, run_fold, synthetic_data)
 
 IEMOCAP = dict(n_items=5500, audio_dim=512, text_dim=384, n_classes=4, groups_per_fold=30, latent_dim=16)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
-    """fp32 GFLOP/s of torch.matmul on two n x n matrices (best of a few timings)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(n: int = 2048, repeats: int = 10, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of torch.matmul on two n x n matrices of `dtype` (best of a few timings)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(3):
         a @ b
@@ -68,14 +72,16 @@ class FlopsPerRow:
         return cls(fwd, 2 * fwd, 2.0 * first + 2 * 2.0 * inner)
 
 
-def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int = 5) -> None:
-    """Where one training step of a whole fold's ensemble spends its time (after one warm-up step)."""
+def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int = 5) -> float:
+    """Where one training step of a whole fold's ensemble spends its time (after one warm-up step); returns
+    the step's seconds."""
     from amber2.losses import class_balanced_weights
 
     runs = fold_runs(cfg)
     group = len(runs) // len(cfg.seeds)
     init = {s: _build_model(data, cfg, s) for s in cfg.seeds}
-    ens = Ensemble([init[r.seed] for r in runs], group, cfg.dropout, cfg.device)
+    retain_freed_memory()
+    ens = Ensemble([init[r.seed] for r in runs], group, cfg.dropout, cfg.device, matmul_dtype=cfg.matmul_dtype)
     y_all = torch.from_numpy(data.y).to(cfg.device)
     loss = EnsembleLoss(runs, cfg, class_balanced_weights(y_all.cpu()), ens.device)
     opt = _optimizer([ens.params[n] for n in Ensemble.PARAM_NAMES], cfg)
@@ -101,8 +107,10 @@ def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int =
                 phases[name] += (b - a) / steps
     total = sum(phases.values())
     flops = len(runs) * B * (per_row.forward + per_row.backward_executed)
-    print(f"one step of {len(runs)} runs x {B} rows: {total * 1e3:.0f} ms, {flops / total / 1e9:.1f} GFLOP/s "
-          "executed; " + ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in phases.items()))
+    print(f"{cfg.precision}: one step of {len(runs)} runs x {B} rows: {total * 1e3:.0f} ms, "
+          f"{flops / total / 1e9:.1f} GFLOP/s executed; "
+          + ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in phases.items()))
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,21 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--runs-per-batch", type=int, default=64)
-    ap.add_argument("--breakdown", action="store_true", help="also time the phases of one training step")
+    ap.add_argument("--precision", default="auto", help="first-layer products: auto (the trainer's default), "
+                    "fp32 or bf16")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the phases of one training step, fp32 and bf16 side by side")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     data = synthetic_data(n_folds=5, seed=0, **IEMOCAP)
     cfg = ProtocolConfig(seeds=tuple(range(args.seeds)), max_epochs=args.epochs, device=args.device,
-                         runs_per_batch=args.runs_per_batch)
+                         runs_per_batch=args.runs_per_batch, precision=args.precision)
     print(f"data: {len(data.y)} items, audio {data.audio.shape[1]}-d, text {data.text.shape[1]}-d, "
-          f"{data.n_classes} classes; device {args.device}, {torch.get_num_threads()} threads")
+          f"{data.n_classes} classes; device {args.device}, {torch.get_num_threads()} threads, "
+          f"precision {cfg.precision}")
+    low = cfg.precision == "bf16"
     speed_before = matmul_gflops(device=args.device)
+    low_before = matmul_gflops(device=args.device, dtype=torch.bfloat16) if low else 0.0
     per_row = FlopsPerRow.of(data.audio.shape[1], data.text.shape[1], cfg.fusion_dim, cfg.hidden_dim,
                              data.n_classes)
     if args.breakdown:
-        step_breakdown(data, cfg, per_row)
+        fp32, bf16 = (step_breakdown(data, dataclasses.replace(cfg, precision=p), per_row) for p in ("fp32", "bf16"))
+        print(f"step time bf16 / fp32: {bf16 / fp32:.2f}")
     nominal = executed = 0.0
     t0 = time.perf_counter()
     for fold in data.fold_ids[:args.folds]:
@@ -142,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{res.seconds:.1f} s, AmbER² selected {res.selection['amber2']['key']}")
     wall = time.perf_counter() - t0
     speed = max(speed_before, matmul_gflops(device=args.device))
+    low_speed = max(low_before, matmul_gflops(device=args.device, dtype=torch.bfloat16)) if low else 0.0
     print(f"\nwall time            {wall:9.1f} s  ({wall / 60:.1f} min for {args.folds} fold(s), "
           f"{args.epochs} epochs)")
     print(f"matmul fp32 speed    {speed:9.1f} GFLOP/s (2048 x 2048, best of before/after)")
+    if low:
+        print(f"matmul bf16 speed    {low_speed:9.1f} GFLOP/s (the first layer's products run in bf16)")
     for name, flops in (("nominal (bwd = 2x fwd)", nominal), ("executed", executed)):
         print(f"FLOPs {name:22s} {flops / 1e12:8.2f} TFLOP -> {flops / wall / 1e9:7.1f} GFLOP/s, "
-              f"efficiency {flops / wall / 1e9 / speed:.2f}")
+              f"efficiency {flops / wall / 1e9 / speed:.2f} vs fp32"
+              + (f", {flops / wall / 1e9 / low_speed:.2f} vs bf16" if low else ""))
     if args.folds < 5 or args.epochs < 30:
         # compute scales with folds x epochs; the per-fold setup (model init, test predictions) is small
         print(f"projected full protocol (5 folds, 30 epochs): {wall * 5 / args.folds * 30 / args.epochs / 60:.1f} min")
