@@ -49,6 +49,10 @@ def test_markdown_has_the_four_tables_with_our_and_the_papers_numbers(result, ie
     assert f"{text_wf1['mean']:.3f} ± {text_wf1['std']:.3f}" in md
     assert "0.193 ± 0.002" in md and "paper (IEMOCAP)" in md            # the paper's AmbER² JS on IEMOCAP
     assert "![Fig. 2](fig2_ambiguity.png)" in md
+    precision = {"fp32": "Arithmetic: float32.", "bf16": "first-layer products in bfloat16"}[result.config["precision"]]
+    assert precision in md                                           # how the numbers were computed
+    trained = sum(f.seconds for f in result.folds)
+    assert f"Training time: {trained:.1f} s for the 2 folds" in md     # not the time to load resumed folds
 
 
 def test_paper_figures_are_shown_only_for_the_papers_corpora(result, tmp_path):

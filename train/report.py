@@ -140,6 +140,19 @@ def _selection_table(data: dict) -> str:
                    f"AmbER² validation {metric}", f"CB-CE validation {metric}"], rows)
 
 
+def _timing(data: dict) -> str:
+    # a resumed run loads finished folds from disk in no time: report the time the folds took to train
+    folds = data.get("folds", [])
+    trained = sum(f.get("seconds", 0.0) for f in folds)
+    return (f"Training time: {trained:.1f} s for the {len(folds)} folds (each timed when it was computed; "
+            f"this invocation took {data.get('seconds', 0.0):.1f} s).")
+
+
+_PRECISION = {"fp32": "Arithmetic: float32.",
+              "bf16": "Arithmetic: mixed precision (first-layer products in bfloat16; weights, optimizer and loss "
+                      "in float32)."}
+
+
 def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figure: str, html: str) -> str:
     """report.md: the paper's Tables 1-4 layout, then selection and the Fig. 2 analysis."""
     cfg, metrics, student = data["config"], data["metrics"], data["config"]["student"]
@@ -158,7 +171,7 @@ def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figur
         f"at most {cfg['max_epochs']} epochs, hidden {cfg['hidden_dim']}; the epoch of every run and, per "
         f"fold, λ_MAI ∈ {{{grid}}} x κ ∈ {{{kappas}}} are chosen on a {cfg['val_fraction']:.0%} validation "
         f"split of the training folds ({cfg['selection_metric']} of the {student} head, mean over seeds). "
-        f"Student head: {student}.",
+        f"Student head: {student}. {_PRECISION[cfg.get('precision', 'fp32')]}",
     ]
     if paper:
         parts.append(f"Rows and columns marked *paper* are the figures published for {pname} (Tables 1-4 of "
@@ -184,7 +197,7 @@ def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figur
         f"![Fig. 2]({figure})",
         f"Interactive version: [{html}]({html}).",
         _binned_table(data["binned"], student),
-        f"Wall time: {data.get('seconds', 0.0):.1f} s.",
+        _timing(data),
     ]
     return "\n\n".join(parts) + "\n"
 
