@@ -434,7 +434,7 @@ class Ensemble:
         (B, Da) / (B, Dt): the same rows for every run. Returns (logits, cache for `backward`)."""
         p, R, F = self.params, self.R, self.F
         xa, xt = xa.to(self.matmul_dtype), xt.to(self.matmul_dtype)
-        if self.matmul_dtype == p["w_a"].dtype:
+        if not self._low:
             if xa.dim() == 2:   # the same rows for all runs: one broadcast product, no copies
                 oa = torch.matmul(p["w_a"], xa.T).add_(p["b_a"])
                 ot = torch.matmul(p["w_t"], xt.T).add_(p["b_t"])
