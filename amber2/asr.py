@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import whisper
+import torch.nn.functional as F
 from torch import Tensor
 from whisper.model import ModelDimensions
 
@@ -342,6 +343,40 @@ class WhisperBackbone:
         return self.model.encoder(mel[None])[0]
 
     @torch.inference_mode()
+    def hidden_states(self, audios: Sequence[np.ndarray], n_layers: int) -> list[Tensor]:
+        """The encoder's residual stream after each of its first `n_layers` blocks, on each clip's own
+        frames: a list of (n_layers, T_i, d) tensors, T_i = frames of the first 30 s of clip i (50 per s).
+
+        Unlike `encode`, nothing is padded to 30 s, so a 3 s clip costs a tenth of a window and its frames
+        do not attend to silence. Clips of a batch are padded to the longest one and masked (the padded
+        frames are zeroed between the convolutions and never attended to), so a clip's states do not depend
+        on its neighbours, up to float rounding."""
+        enc = self.model.encoder
+        if not 1 <= n_layers <= len(enc.blocks):
+            raise ValueError(f"n_layers must be in 1..{len(enc.blocks)}, got {n_layers}")
+        mels = [whisper.log_mel_spectrogram(torch.tensor(np.asarray(a, np.float32).ravel()[:WINDOW_SAMPLES]),
+                                            n_mels=self.model.dims.n_mels) for a in audios]
+        n_mel = torch.tensor([m.shape[-1] for m in mels])
+        n_out = (n_mel + 1) // 2  # conv2 has stride 2
+        x = torch.zeros(len(mels), mels[0].shape[0], int(n_mel.max()))
+        for i, m in enumerate(mels):
+            x[i, :, :m.shape[-1]] = m
+        x = x.to(self.device, self.dtype)
+        valid_in = (torch.arange(x.shape[-1])[None] < n_mel[:, None]).to(self.device)
+        x = F.gelu(enc.conv1(x)) * valid_in[:, None]
+        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
+        valid = (torch.arange(x.shape[1])[None] < n_out[:, None]).to(self.device)
+        x = (x + enc.positional_embedding[:x.shape[1]]) * valid[..., None]
+        attend = valid[:, None, None, :]  # (B, 1, 1, T): keys a query may attend to
+        layers = []
+        for block in enc.blocks[:n_layers]:
+            x = x + _masked_self_attention(block.attn, block.attn_ln(x), attend)
+            x = x + block.mlp(block.mlp_ln(x))
+            layers.append(x)
+        states = torch.stack(layers, 1)  # (B, n_layers, T, d)
+        return [states[i, :, :int(n)] for i, n in enumerate(n_out)]
+
+    @torch.inference_mode()
     def transcribe_encoded(self, encoded: Tensor, language: str | None = "en") -> str:
         """Decode the text of one 30 s window from its encoder output (the encoder is not run again).
         `language=None` lets a multilingual model detect the language."""
@@ -366,6 +401,16 @@ class WhisperBackbone:
         windows = [samples[i:i + WINDOW_SAMPLES] for i in range(0, max(len(samples), 1), WINDOW_SAMPLES)]
         texts = (self.transcribe_encoded(self.encode(w), language) for w in windows)
         return " ".join(t for t in texts if t)
+
+
+def _masked_self_attention(attn: "whisper.model.MultiHeadAttention", x: Tensor, attend: Tensor) -> Tensor:
+    """openai-whisper's self-attention (same weights and scaling) with a key mask, which its own
+    `MultiHeadAttention.forward` does not take."""
+    b, t, d = x.shape
+    heads = attn.n_head
+    q, k, v = (proj(x).view(b, t, heads, d // heads).transpose(1, 2) for proj in (attn.query, attn.key, attn.value))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+    return attn.out(out.transpose(1, 2).reshape(b, t, d))
 
 
 _LOADED: dict[tuple[str, str], WhisperBackbone] = {}

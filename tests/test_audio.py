@@ -231,3 +231,24 @@ def test_nan_samples_are_refused():
     x = tone(300, 1.0, SAMPLE_RATE)
     x[100] = np.nan
     assert "NaN" in refused(x)
+
+
+def test_loudness_normalisation_makes_the_speech_level_gain_free():
+    """The same speech at -45 and -15 dBFS comes out at one level, pauses not counted."""
+    from amber2.audio import LOUDNESS_DBFS, loud_frames_rms, normalize_loudness
+
+    rng = np.random.default_rng(0)
+    speech = np.concatenate([np.zeros(8000), rng.normal(0, 1, 16000), np.zeros(8000)]).astype(np.float32)
+    quiet, loud = speech * 10 ** (-45 / 20), speech * 10 ** (-15 / 20)
+    a, b = normalize_loudness(quiet), normalize_loudness(loud)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    assert 20 * np.log10(loud_frames_rms(a)) == pytest.approx(LOUDNESS_DBFS, abs=0.01)
+    assert a.dtype == np.float32
+
+
+def test_loudness_normalisation_never_blows_up_silence():
+    from amber2.audio import MAX_GAIN_DB, normalize_loudness
+
+    assert not normalize_loudness(np.zeros(16000, np.float32)).any()
+    tiny = np.full(16000, 1e-9, np.float32)
+    assert np.abs(normalize_loudness(tiny)).max() <= 1e-9 * 10 ** (MAX_GAIN_DB / 20) * 1.0001

@@ -205,3 +205,77 @@ def test_whisper_embed_equals_pooling_the_shared_encoder_pass(whisper_base, ravd
 def test_whisper_size_must_match_the_backbone(whisper_base):
     with pytest.raises(EncoderError, match="384-d Whisper model.*512-d"):
         load_audio_encoder("whisper-tiny.en", whisper=whisper_base)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Own-frames Whisper encoders ("whisper-base/L3-meanstd")
+
+
+@pytest.mark.parametrize("name, dim", [("whisper-base/L3-meanstd", 1024), ("whisper-base/L2+3+4-mean-loudnorm", 512),
+                                       ("whisper-tiny.en/L1-meanstd", 768), ("whisper-base/L6-mean", 512)])
+def test_clip_encoder_names_say_layers_pooling_and_size(name, dim):
+    from amber2.encoders import encoder_dim, parse_clip_encoder, whisper_model_of
+
+    spec = parse_clip_encoder(name)
+    assert spec.name == name and encoder_dim(name) == dim
+    assert whisper_model_of(name) == name.split("/")[0].removeprefix("whisper-")
+
+
+@pytest.mark.parametrize("name", ["whisper-base/L0-mean", "whisper-base/L3-max", "whisper-base/L3"])
+def test_malformed_clip_encoder_names_are_refused(name):
+    with pytest.raises(EncoderError, match="Unknown audio encoder"):
+        load_audio_encoder(name)
+
+
+def test_clip_encoder_layers_listed_once_in_order():
+    with pytest.raises(EncoderError, match="once each, in increasing order"):
+        load_audio_encoder("whisper-base/L4+2-mean")
+
+
+def test_pool_states_averages_the_chosen_blocks_pooled_vectors():
+    from amber2.encoders import pool_states
+
+    states = torch.randn(4, 10, 3)
+    vec = pool_states(states, (2, 4), "meanstd")
+    expected = (torch.cat([states[1].mean(0), states[1].std(0, unbiased=False)])
+                + torch.cat([states[3].mean(0), states[3].std(0, unbiased=False)])) / 2
+    torch.testing.assert_close(vec, expected)
+    torch.testing.assert_close(pool_states(states, (1,), "mean"), states[0].mean(0))
+
+
+@pytest.mark.slow
+def test_hidden_states_are_whispers_own_blocks_on_the_clip_frames(whisper_base, ravdess_clip):
+    """The masked batched forward equals openai-whisper's blocks run on one clip's frames, unpadded."""
+    import torch.nn.functional as F
+    import whisper
+
+    clip = _read(ravdess_clip)
+    enc = whisper_base.model.encoder
+    mel = whisper.log_mel_spectrogram(torch.from_numpy(clip), n_mels=whisper_base.model.dims.n_mels)[None]
+    x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel)))).permute(0, 2, 1)
+    x = x + enc.positional_embedding[: x.shape[1]]
+    reference = []
+    with torch.inference_mode():
+        for block in enc.blocks[:3]:
+            x = block(x)
+            reference.append(x[0])
+    short = clip[: 16000]
+    states = whisper_base.hidden_states([short, clip], 3)   # batched with a shorter clip: padding is masked
+    assert states[1].shape == (3, (len(clip) // 160 + 1) // 2, 512)   # 50 frames per second
+    assert states[0].shape == (3, 50, 512)
+    torch.testing.assert_close(states[1], torch.stack(reference), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_clip_encoder_batch_equals_one_at_a_time(whisper_base, ravdess_clip):
+    encoder = load_audio_encoder("whisper-base/L2+3+4-mean-loudnorm", whisper=whisper_base)
+    clip = _read(ravdess_clip)
+    clips = [clip, clip[: 16000 // 2], np.concatenate([clip, clip])[: 16000 * 40]]
+    batched = encoder.embed(clips)
+    assert batched.shape == (3, 512)
+    # the clip's level does not matter: 20 dB quieter gives the same vector
+    np.testing.assert_allclose(encoder.embed([clip * 0.1])[0], batched[0], rtol=1e-4, atol=1e-4)
+    for audio, row in zip(clips, batched):
+        np.testing.assert_allclose(row, encoder.embed([audio])[0], rtol=1e-4, atol=1e-4)
+    # Only the first 30 s are heard: a 40 s clip is the same as its first 30 s.
+    np.testing.assert_allclose(batched[2], encoder.embed([clips[2][: 16000 * 30]])[0], rtol=1e-5, atol=1e-5)

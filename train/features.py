@@ -10,9 +10,10 @@ temporary file and renamed into place (``os.replace`` is atomic), so an interrup
 shards behind and the next run resumes after the last finished batch. Shards are merged once an extraction
 completes, so the folder stays small.
 
-The audio vectors come from the audio encoder's own ``embed`` (for Whisper: the 30 s padded encoder output
-mean-pooled over the clip's frames, ``amber2.encoders.pool_whisper_frames``) applied to ``amber2.audio.load_audio``
-output: exactly what the app computes at inference time.
+The audio vectors come from the audio encoder's own ``embed`` (e.g. ``whisper-base/L3-meanstd``: Whisper's
+blocks 1-3 on the clip's own frames, mean and std over time) applied to ``amber2.audio.load_audio`` output:
+what the app computes at inference time. Clips are embedded in order of file size, so a batch holds clips of
+similar length.
 """
 from __future__ import annotations
 
@@ -231,6 +232,13 @@ def _audio_errors() -> tuple[type[BaseException], ...]:
     return (AudioError, OSError)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _batches(seq: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(seq), size):
         yield seq[start:start + size]
@@ -265,12 +273,14 @@ def extract_features(corpus_items: Sequence, audio_encoder: Embedder, text_encod
 
     audio_keys: dict[str, str] = {}   # item id -> audio cache key
     pending: dict[str, _Pending] = {}
+    hashed: dict[Path, str] = {}      # many items may share one clip (the demo's flat-voice pool)
     for item in corpus_items:
         if item.audio is None:
             skipped[item.id] = "no audio file"
             continue
         try:
-            key = sha1_file(Path(item.audio))
+            path = Path(item.audio)
+            key = hashed[path] if path in hashed else hashed.setdefault(path, sha1_file(path))
         except OSError as exc:
             skipped[item.id] = f"cannot read {item.audio}: {exc.strerror or exc}"
             continue
@@ -278,7 +288,10 @@ def extract_features(corpus_items: Sequence, audio_encoder: Embedder, text_encod
         if key not in audio_cache.vectors:
             pending.setdefault(key, _Pending(key, Path(item.audio), [])).item_ids.append(item.id)
 
-    _embed_audio(list(pending.values()), audio_encoder, audio_cache, loader, errors, batch_size,
+    # Similar lengths side by side (file size as the cheap proxy): encoders that pad a batch to its longest
+    # clip waste less.
+    order = sorted(pending.values(), key=lambda p: (p.path.suffix, _size(p.path)))
+    _embed_audio(order, audio_encoder, audio_cache, loader, errors, batch_size,
                  progress, skipped)
     for item_id in skipped:
         audio_keys.pop(item_id, None)
