@@ -367,3 +367,143 @@ def test_unknown_dataset_and_option_are_clear_errors(shared_dir):
         load_dataset("ravdess", None)
     with pytest.raises(DatasetError, match="no Actor_NN folder"):
         load_dataset("ravdess", shared_dir / "data" / "emotionlines")
+
+
+# ---------------------------------------------------------------- nEMO, EMOVO, GoEmotions (fixtures + real)
+
+
+def tiny_audio(path: Path, fmt: str | None = None) -> Path:
+    """A 0.1 s 440 Hz tone: the loaders only check that a clip exists."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.1 * np.sin(2 * np.pi * 440 * np.arange(1600) / 16000), 16000, format=fmt)
+    return path
+
+
+def real_corpus(name: str) -> Path:
+    from conftest import SHARED
+
+    root = SHARED / "data" / name
+    if not root.is_dir():
+        pytest.skip(f"{root} not found (set AMBER2_SHARED)")
+    return root
+
+
+NEMO_HEADER = "file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage\n"
+
+
+def test_nemo_fixture_votes_speakers_and_missing_audio(tmp_path):
+    rows = [("AB0_anger_1.wav", "anger", "Idę do domu.", "AB", "male"),
+            ("AB0_happiness_2.wav", "happiness", "Mam kota.", "AB", "male"),
+            ("CD0_surprised_3.wav", "surprised", "Co?", "CD", "female"),
+            ("CD0_neutral_4.wav", "neutral", "Tak.", "CD", "female"),
+            ("EF0_sadness_5.wav", "sadness", "Nie.", "EF", "female")]
+    write(tmp_path / "data.tsv", NEMO_HEADER + "".join(
+        f"{f}\t{e}\t{t}\t{t.lower()}\t        {s}0\t{g}\t30\n" for f, e, t, s, g in rows))
+    for f, *_ in rows[:4]:
+        tiny_audio(tmp_path / "samples" / f.replace(".wav", ".ogg"), "OGG")
+    with pytest.raises(DatasetError, match=r"missing audio for EF0_sadness_5: expected .*samples/EF0_sadness_5\.ogg"):
+        load_dataset("nemo", tmp_path)
+    corpus = load_dataset("nemo", tmp_path, missing="skip", n_folds=2)
+    assert corpus.skipped == {"missing_audio": 1} and corpus.space.name == "demo7"
+    items = by_id(corpus)
+    assert list(items) == ["AB0_anger_1", "AB0_happiness_2", "CD0_surprised_3", "CD0_neutral_4"]
+    majority = {k: corpus.space.classes[int(np.argmax(it.votes))] for k, it in items.items()}
+    assert majority == {"AB0_anger_1": "angry", "AB0_happiness_2": "happy", "CD0_surprised_3": "surprise",
+                        "CD0_neutral_4": "neutral"}
+    assert all(it.votes.sum() == 1 for it in corpus.items)
+    assert items["AB0_anger_1"].transcript == "Idę do domu." and items["AB0_anger_1"].group == "AB0"
+    assert items["AB0_anger_1"].audio.name == "AB0_anger_1.ogg"
+    assert {it.group: it.fold for it in corpus.items} in ({"AB0": 0, "CD0": 1}, {"AB0": 1, "CD0": 0})
+
+
+def test_nemo_refuses_other_tables(tmp_path):
+    write(tmp_path / "data.tsv", "file,label\n")
+    with pytest.raises(DatasetError, match="expected a tab-separated header file_id, emotion, raw_text"):
+        load_dataset("nemo", tmp_path)
+    write(tmp_path / "data.tsv", NEMO_HEADER + "AB0_joy_1.wav\tjoy\tx\tx\t AB0\tmale\t30\n")
+    with pytest.raises(DatasetError, match="line 2: unknown emotion 'joy'"):
+        load_dataset("nemo", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="missing nEMO table: expected the file .*empty/data.tsv"):
+        load_dataset("nemo", tmp_path / "empty")
+
+
+def test_emovo_fixture_emotions_speakers_and_bad_names(tmp_path):
+    for name in ("f1/rab-f1-b1.flac", "f1/neu-f1-b1.flac", "m2/gio-m2-n3.flac", "m2/tri-m2-l1.flac",
+                 "m2/dis-m2-d2.flac", "m2/pau-m2-b2.flac", "m2/sor-m2-b3.flac"):
+        tiny_audio(tmp_path / name)
+    (tmp_path / "m2" / "notes.txt").write_text("not a clip")
+    corpus = load_dataset("emovo", tmp_path, n_folds=2)
+    majority = {it.id: corpus.space.classes[int(np.argmax(it.votes))] for it in corpus.items}
+    assert majority == {"neu-f1-b1": "neutral", "rab-f1-b1": "angry", "dis-m2-d2": "disgust",
+                        "gio-m2-n3": "happy", "pau-m2-b2": "fear", "sor-m2-b3": "surprise", "tri-m2-l1": "sad"}
+    assert all(it.transcript == "" and it.audio.is_file() for it in corpus.items)
+    assert Counter(it.group for it in corpus.items) == {"f1": 2, "m2": 5}
+    assert len({it.fold for it in corpus.items}) == 2
+    tiny_audio(tmp_path / "f1" / "ang-f1-b1.flac")
+    with pytest.raises(DatasetError, match=r"unexpected EMOVO file name .*ang-f1-b1\.flac"):
+        load_dataset("emovo", tmp_path)
+    with pytest.raises(DatasetError, match="no speaker folder"):
+        load_dataset("emovo", tmp_path / "f1")
+
+
+def goemotions_fixture(root: Path) -> Path:
+    names = ["admiration", "anger", "gratitude", "joy", "neutral", "sadness", "pride2"]
+    write(root / "emotions.txt", "\n".join(names) + "\n")
+    write(root / "ekman_mapping.json", '{"anger": ["anger"], "joy": ["joy", "gratitude", "admiration"], '
+                                       '"sadness": ["sadness"]}')
+    write(root / "train.tsv", "Thanks, love it!\t2,3\tc1\nWhatever.\t4,6\tc2\nSo sad\t5\tc3\n"
+                              "Only an unmapped label\t6\tc4\n")
+    write(root / "dev.tsv", "Grr\t1\tc5\n")
+    write(root / "test.tsv", "Mixed\t1,0,4\tc6\n")
+    return root
+
+
+def test_goemotions_fixture_maps_fine_labels_to_demo7_votes(tmp_path):
+    corpus = load_dataset("goemotions", goemotions_fixture(tmp_path), n_folds=2, seed=1)
+    items = by_id(corpus)
+    assert list(items) == ["c1", "c2", "c3", "c5", "c6"]
+    # c4's only label maps to no Ekman group: skipped; c2's unmapped second label is a dropped vote
+    assert corpus.skipped == {"no_vote_in_space": 1} and corpus.dropped_votes == 1
+    assert items["c2"].votes.tolist() == [1, 0, 0, 0, 0, 0, 0]
+    assert items["c1"].votes.tolist() == [0, 2, 0, 0, 0, 0, 0]     # joy + gratitude: two happy votes
+    assert items["c6"].votes.tolist() == [1, 1, 0, 1, 0, 0, 0]     # anger, admiration, neutral
+    assert items["c3"].transcript == "So sad" and all(it.audio is None for it in corpus.items)
+    assert all(it.group == it.id for it in corpus.items)
+    assert sorted(Counter(it.fold for it in corpus.items).values()) == [2, 3]
+    assert [it.fold for it in corpus.items] == [it.fold for it in
+                                                load_dataset("goemotions", tmp_path, n_folds=2, seed=1).items]
+    assert len(load_dataset("goemotions", tmp_path, splits=["dev", "test"], n_folds=2).items) == 2
+    write(tmp_path / "dev.tsv", "Grr\t9\tc5\n")
+    with pytest.raises(DatasetError, match=r"dev\.tsv line 1: expected 'text<TAB>label ids \(0-6"):
+        load_dataset("goemotions", tmp_path)
+
+
+def test_real_nemo_counts():
+    corpus = load_dataset("nemo", real_corpus("nemo"))
+    assert len(corpus.items) == 4481 and not corpus.skipped
+    assert {it.group for it in corpus.items} == {"EB0", "IC0", "KD0", "KS0", "MK0", "MP0", "SM0", "TP0", "WR0"}
+    classes = Counter(corpus.space.classes[int(np.argmax(it.votes))] for it in corpus.items)
+    assert classes == {"neutral": 809, "happy": 749, "sad": 769, "angry": 749, "fear": 736, "surprise": 669}
+    assert all(it.transcript and it.audio.suffix == ".ogg" for it in corpus.items)
+
+
+def test_real_emovo_counts():
+    corpus = load_dataset("emovo", real_corpus("emovo"))
+    assert len(corpus.items) == 588 and len({it.group for it in corpus.items}) == 6
+    classes = Counter(corpus.space.classes[int(np.argmax(it.votes))] for it in corpus.items)
+    assert classes == {c: 84 for c in corpus.space.classes}   # all 7 demo7 classes, 84 clips each
+
+
+def test_real_goemotions_counts():
+    root = real_corpus("goemotions")
+    corpus = load_dataset("goemotions", root)
+    # every one of the 28 labels maps to an Ekman group or neutral: no row is skipped
+    assert len(corpus.items) == 54263 and not corpus.skipped and corpus.dropped_votes == 0
+    assert [len(load_dataset("goemotions", root, splits=[s]).items) for s in ("train", "dev", "test")] == \
+        [43410, 5426, 5427]
+    assert corpus.votes().sum() == 63812   # multi-label rows give several votes
+    sizes = Counter(it.fold for it in corpus.items)
+    assert sorted(sizes) == [0, 1, 2, 3, 4] and max(sizes.values()) - min(sizes.values()) <= 1

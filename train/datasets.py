@@ -1,14 +1,15 @@
 """Emotion corpora with per-rater votes -> a `Corpus` of `Item`s (one label space, folds, speaker groups).
 
 Loaders: IEMOCAP and MSP-Podcast (licensed: parsed from the user's release folder, never shipped), a generic
-votes CSV, RAVDESS and EmotionLines. Each reads raw rater labels, counts them in one `LabelSpace`
-(`LabelSpace.count_votes`: labels outside the space are dropped, renormalisation happens later in
-`votes_to_distribution`), excludes items left with no vote (counted in `Corpus.skipped`) and fails early, with a
-`DatasetError` naming the file and what was expected, on a folder it does not recognise.
+votes CSV, RAVDESS, nEMO and EMOVO (speech, one intended label per clip), EmotionLines and GoEmotions (text).
+Each reads raw rater labels, counts them in one `LabelSpace` (`LabelSpace.count_votes`: labels outside the space
+are dropped, renormalisation happens later in `votes_to_distribution`), excludes items left with no vote
+(counted in `Corpus.skipped`) and fails early, with a `DatasetError` naming the file and what was expected, on a
+folder it does not recognise.
 
 Folds: IEMOCAP uses its five sessions; MSP-Podcast uses five equal-sized, stratified folds (paper Section 4.2,
-not the speaker partitions); the other corpora are split by group (actor / dialogue / speaker) so that no
-group straddles two folds.
+not the speaker partitions); the other corpora are split by group (actor / dialogue / speaker; GoEmotions:
+each comment, i.e. at random) so that no group straddles two folds.
 """
 from __future__ import annotations
 
@@ -608,6 +609,144 @@ def load_emotionlines(root: Path, opts: EmotionLinesOptions) -> Corpus:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# nEMO (Polish speech, 9 actors, varied sentences with transcripts)
+
+
+@dataclass
+class NemoOptions:
+    """nEMO: one vote for the acted emotion, transcript = raw_text, folds by speaker."""
+
+    space: str = "demo7"
+    n_folds: int = DEFAULT_FOLDS
+    seed: int = 0
+    missing: str = "error"     # a listed clip without audio: "error" or "skip"
+
+
+NEMO_EMOTIONS = ("anger", "fear", "happiness", "sadness", "surprised", "neutral")
+_NEMO_COLUMNS = ("file_id", "emotion", "raw_text", "normalized_text", "speaker_id", "gender", "age")
+
+
+def load_nemo(root: Path, opts: NemoOptions) -> Corpus:
+    """data.tsv (file_id, emotion, raw_text, normalized_text, speaker_id, gender, age) + samples/<stem>.ogg."""
+    path = root / "data.tsv"
+    lines = _read_text(path, "nEMO table").splitlines()
+    header = [h.strip() for h in lines[0].split("\t")] if lines else []
+    if header[:len(_NEMO_COLUMNS)] != list(_NEMO_COLUMNS):
+        raise DatasetError(f"{path}: expected a tab-separated header {', '.join(_NEMO_COLUMNS)} (found "
+                           f"{', '.join(header) or 'an empty file'})")
+    col = _Collector(_space(opts.space), opts.missing)
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        row = line.split("\t")
+        if len(row) < len(_NEMO_COLUMNS):
+            raise DatasetError(f"{path} line {n}: {len(row)} tab-separated field(s), expected "
+                               f"{len(_NEMO_COLUMNS)} ({', '.join(_NEMO_COLUMNS)})")
+        stem, emotion, speaker = Path(row[0].strip()).stem, row[1].strip().lower(), row[4].strip()
+        if emotion not in NEMO_EMOTIONS:
+            raise DatasetError(f"{path} line {n}: unknown emotion {row[1]!r}; expected one of "
+                               f"{', '.join(NEMO_EMOTIONS)}")
+        audio = root / "samples" / f"{stem}.ogg"
+        if not audio.is_file():
+            col.absent(SKIP_NO_AUDIO, f"missing audio for {stem}: expected {audio}")
+            continue
+        col.add(stem, audio, row[2].strip(), [emotion], None, speaker)
+    corpus = col.corpus("nemo")
+    _fill_group_folds(corpus.items, opts.n_folds, opts.seed)
+    return corpus
+
+
+# ----------------------------------------------------------------------------------------------------------
+# EMOVO (Italian speech, 6 actors; for evaluation: no transcript)
+
+
+@dataclass
+class EmovoOptions:
+    """EMOVO: one vote for the acted emotion, no transcript (""), folds by speaker."""
+
+    space: str = "demo7"
+    n_folds: int = DEFAULT_FOLDS
+    seed: int = 0
+
+
+EMOVO_EMOTIONS = {"dis": "disgust", "gio": "joy", "neu": "neutral", "pau": "fear", "rab": "anger",
+                  "sor": "surprise", "tri": "sadness"}
+EMOVO_SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
+_EMOVO_NAME = re.compile(r"^([a-z]{3})-([fm]\d)-(\w+)$")
+
+
+def load_emovo(root: Path, opts: EmovoOptions) -> Corpus:
+    """EMOVO folder of {f1,...,m3}/EMO-SPEAKER-SENTENCE.flac|.wav; group = speaker."""
+    folders = [root / s for s in EMOVO_SPEAKERS if (root / s).is_dir()]
+    if not folders:
+        raise DatasetError(f"no speaker folder in {root}: expected EMOVO's {', '.join(EMOVO_SPEAKERS)} folders "
+                           f"of clips such as f1/rab-f1-b1.flac")
+    col = _Collector(_space(opts.space))
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".flac", ".wav"))
+        if not files:
+            raise DatasetError(f"no .flac/.wav clip in {folder}")
+        for clip in files:
+            m = _EMOVO_NAME.match(clip.stem.lower())
+            if not m or m.group(1) not in EMOVO_EMOTIONS:
+                raise DatasetError(f"unexpected EMOVO file name {clip}: expected EMO-SPEAKER-SENTENCE with EMO one "
+                                   f"of {', '.join(EMOVO_EMOTIONS)}, e.g. rab-f1-b1.flac")
+            col.add(clip.stem, clip, "", [EMOVO_EMOTIONS[m.group(1)]], None, m.group(2))
+    corpus = col.corpus("emovo")
+    _fill_group_folds(corpus.items, opts.n_folds, opts.seed)
+    return corpus
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GoEmotions (Reddit comments, multi-label; text only)
+
+
+@dataclass
+class GoEmotionsOptions:
+    """GoEmotions: each fine label is one vote for its Ekman group (neutral stays neutral); random folds."""
+
+    space: str = "demo7"
+    splits: tuple[str, ...] = ("train", "dev", "test")
+    n_folds: int = DEFAULT_FOLDS
+    seed: int = 0
+
+
+def goemotions_groups(root: Path) -> list[str | None]:
+    """Ekman group of each label id (the lines of emotions.txt): 'joy', ..., 'neutral', or None if unmapped."""
+    names = [n.strip() for n in _read_text(root / "emotions.txt", "GoEmotions label list").splitlines()
+             if n.strip()]
+    path = root / "ekman_mapping.json"
+    try:
+        mapping = json.loads(_read_text(path, "GoEmotions Ekman mapping"))
+        group_of = {fine: group for group, fines in mapping.items() for fine in fines}
+    except (json.JSONDecodeError, AttributeError, TypeError) as e:
+        raise DatasetError(f"{path}: expected a JSON object of Ekman group -> fine emotions ({e})") from None
+    return [group_of.get(n, "neutral" if n == "neutral" else None) for n in names]
+
+
+def load_goemotions(root: Path, opts: GoEmotionsOptions) -> Corpus:
+    """{train,dev,test}.tsv rows 'text<TAB>label ids<TAB>comment id'; audio None, group = comment id."""
+    groups = goemotions_groups(root)
+    col = _Collector(_space(opts.space))
+    for split in opts.splits:
+        path = root / f"{split}.tsv"
+        for n, line in enumerate(_read_text(path, "GoEmotions split").splitlines(), start=1):
+            if not line.strip():
+                continue
+            row = line.split("\t")
+            ids = row[1].split(",") if len(row) == 3 else []
+            if not ids or not all(i.strip().isdigit() and int(i) < len(groups) for i in ids):
+                raise DatasetError(f"{path} line {n}: expected 'text<TAB>label ids (0-{len(groups) - 1}, comma-"
+                                   f"separated)<TAB>comment id', got {line[:80]!r}")
+            raw = [groups[int(i)] for i in ids]
+            col.add(row[2].strip(), None, row[0].strip(), [g for g in raw if g], None, row[2].strip(),
+                    outside=raw.count(None))
+    corpus = col.corpus("goemotions")
+    _fill_group_folds(corpus.items, opts.n_folds, opts.seed)
+    return corpus
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Summary (what `python -m train inspect` prints)
 
 
@@ -666,6 +805,9 @@ DATASETS: dict[str, tuple[type, Loader]] = {
     "csv": (CsvOptions, load_votes_csv),
     "ravdess": (RavdessOptions, load_ravdess),
     "emotionlines": (EmotionLinesOptions, load_emotionlines),
+    "nemo": (NemoOptions, load_nemo),
+    "emovo": (EmovoOptions, load_emovo),
+    "goemotions": (GoEmotionsOptions, load_goemotions),
 }
 
 
@@ -688,7 +830,8 @@ def _options(name: str, cls: type, given: dict) -> object:
 
 
 def load_dataset(name: str, root: Path | str | None, **options) -> Corpus:
-    """Load corpus `name` ('iemocap', 'msp-podcast', 'csv', 'ravdess', 'emotionlines') from `root`.
+    """Load corpus `name` (a key of DATASETS: 'iemocap', 'msp-podcast', 'csv', 'ravdess', 'emotionlines',
+    'nemo', 'emovo', 'goemotions') from `root`.
 
     Options are the fields of the corpus's options dataclass (e.g. space=, n_folds=, seed=); None means the
     default. Raises DatasetError with a readable message on anything unexpected.

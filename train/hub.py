@@ -21,8 +21,8 @@ CARD_FILE = "README.md"
 CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
 PAPER = "AmbER²: Dual Ambiguity-Aware Emotion Recognition Applied to Speech and Text"
 TAGS = ["emotion-recognition", "speech-emotion-recognition", "multimodal", "soft-labels", "amber2"]
-# Weights trained on RAVDESS inherit its share-alike licence (CC BY-NC-SA 4.0).
-SHARE_ALIKE = {"ravdess": "cc-by-nc-sa-4.0"}
+# Weights trained on RAVDESS or nEMO inherit their share-alike licence (CC BY-NC-SA 4.0).
+SHARE_ALIKE = {"ravdess": "cc-by-nc-sa-4.0", "nemo": "cc-by-nc-sa-4.0"}
 METRIC_HEADERS = {"js": "JS ↓", "bc": "BC ↑", "r2": "R² ↑", "acc": "ACC ↑", "f1": "F1 ↑", "wf1": "W-F1 ↑"}
 
 
@@ -67,7 +67,7 @@ class CardInfo:
         return card
 
     def weights_license(self) -> str:
-        """The explicit licence, else CC BY-NC-SA 4.0 when RAVDESS is among the data, else "other"."""
+        """The explicit licence, else CC BY-NC-SA 4.0 when RAVDESS or nEMO is among the data, else "other"."""
         if self.license:
             return self.license
         text = json.dumps([self.dataset, self.licences, self.extra], default=str).lower()
