@@ -1,15 +1,17 @@
 """`python -m train [run] ...` trains on a corpus, `python -m train inspect ...` describes one,
-`python -m train demo ...` rebuilds the bundled demo model.
+`python -m train demo ...` rebuilds the bundled demo model, `python -m train evaluate ...` scores a checkpoint's
+voice on a corpus it never saw.
 
     python -m train --dataset iemocap --root /data/IEMOCAP_full_release --out runs/iemocap
     python -m train inspect --dataset msp-podcast --root /data/MSP-Podcast
     python -m train demo --cache-dir /work/cache/amber2-demo-features
+    python -m train evaluate --model assets/amber2-demo --dataset emovo --root ../shared/data/emovo
 """
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("run", "inspect", "demo")
+COMMANDS = ("run", "inspect", "demo", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         from train.demo import main as demo_main
 
         return demo_main(argv)
+    if command == "evaluate":
+        from train.evaluate import main as evaluate_main
+
+        return evaluate_main(argv)
     from train.run import main as run_main
 
     return run_main(argv)
