@@ -18,21 +18,17 @@ import gradio as gr
 import numpy as np
 
 from amber2 import charts, explain
+from amber2 import examples as example_clips
 from amber2.audio import AudioError
 from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
 
 ROOT = Path(__file__).resolve().parent
-EXAMPLES = ROOT / "assets" / "examples"
 log = logging.getLogger("amber2.app")
 
-# Clickable examples: (file, what it shows). Voices from RAVDESS, flat voices from espeak-ng (ATTRIBUTION.md).
-EXAMPLE_CLIPS = (
-    ("angry_voice_neutral_words.wav", "angry voice, neutral words"),
-    ("sad_voice_neutral_words.wav", "sad voice, neutral words"),
-    ("flat_voice_furious_words.wav", "flat voice, furious words"),
-    ("flat_voice_joyful_words.wav", "flat voice, joyful words"),
-    ("flat_voice_neutral_words.wav", "flat voice, neutral words"),
-)
+# Clickable examples: (path, what it shows). Synthesised clips are committed (amber2.examples, ATTRIBUTION.md);
+# real voices from EMOVO are offered too where ../shared lies beside the checkout (read in place).
+EXAMPLE_CLIPS = ([(example_clips.EXAMPLES_DIR / e.file, e.label) for e in example_clips.EXAMPLES]
+                 + example_clips.corpus_examples())
 # Learn tab before any clip is analysed: the votes of the paper's kind of example (5 raters: 3 angry,
 # 1 neutral, 1 sad) and, as stand-in predictions, a voice that leans angry and words that lean neutral.
 EXAMPLE_VOTES = {"angry": 3, "neutral": 1, "sad": 1}
@@ -190,7 +186,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                                     label="Emotion distributions", show_label=False)
                     summary = gr.Markdown("")
             # Below both columns, so that on a phone the chart comes right after the transcript.
-            examples = gr.Examples([[str(EXAMPLES / f)] for f, _ in EXAMPLE_CLIPS], inputs=[audio],
+            examples = gr.Examples([[str(path)] for path, _ in EXAMPLE_CLIPS], inputs=[audio],
                                    example_labels=[label for _, label in EXAMPLE_CLIPS],
                                    label="Examples (click one to analyze it)", cache_examples=False,
                                    api_name="load_example")
@@ -252,7 +248,7 @@ def load(cfg: AppConfig) -> tuple[Analyzer, dict, str | None]:
         raise SystemExit(str(e)) from None
     config, card = read_checkpoint(cfg.model)
     if cfg.warmup:
-        analyzer.analyze(str(EXAMPLES / EXAMPLE_CLIPS[0][0]))
+        analyzer.analyze(str(EXAMPLE_CLIPS[0][0]))
     return analyzer, config, card
 
 
@@ -262,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     analyzer, config, card = load(cfg)
     demo = build_demo(analyzer, cfg.model, config, card)
     demo.queue(default_concurrency_limit=cfg.concurrency)
+    # Real corpus examples are read in place beside the checkout: Gradio must be allowed to serve them.
+    corpus_dirs = sorted({str(path.parent) for path, _ in EXAMPLE_CLIPS if example_clips.SHARED in path.parents})
     demo.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share, max_file_size=cfg.max_file_size,
-                theme=gr.themes.Soft(), css=CSS)
+                theme=gr.themes.Soft(), css=CSS, allowed_paths=corpus_dirs)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Speech in, three distributions out: ``analyze(audio, transcript=None) -> Analysis``.
 
-One Whisper encoder pass per clip serves both the transcript (decoded from that encoder output) and the
-audio vector (the same output mean-pooled over the clip's frames); the text vector comes from the
-transcript; the AmbER² heads turn the two vectors into the audio, text and fused distributions.
+Whisper writes the transcript; the checkpoint's audio encoder makes the audio vector (for the demo model,
+`whisper-base/L3-meanstd`: the same Whisper's blocks 1-3 run on the clip's own frames, pooled; for a
+`whisper-base` checkpoint, the very encoder pass the transcript is decoded from, pooled over the clip's frames,
+so one pass serves both); the text vector comes from the transcript; the AmbER² heads turn the two vectors into
+the audio, text and fused distributions.
 
 The models load once per `Analyzer` and are reused; calls are serialised by a lock, so one `Analyzer` can
 serve concurrent requests (e.g. gradio workers). The audio vector stays in the returned `Analysis`, so an
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
-from amber2.encoders import WhisperAudioEncoder, load_audio_encoder, load_text_encoder
+from amber2.encoders import WhisperAudioEncoder, load_audio_encoder, load_text_encoder, whisper_model_of
 from amber2.labels import entropy
 from amber2.metrics import js_distance
 
@@ -120,12 +122,15 @@ class Analyzer:
             if encoder.dim != dim:
                 raise ValueError(f"the checkpoint takes {dim}-d {role} vectors but {encoder.name!r} makes "
                                  f"{encoder.dim}-d ones: the checkpoint's config.json is inconsistent")
-        own = self.audio_encoder.backbone if isinstance(self.audio_encoder, WhisperAudioEncoder) else None
+        # A Whisper audio encoder lends its loaded model to transcription when it is the Whisper asked for.
+        # Only the 30 s padded kind ("whisper-base") pools the very output the decoder reads (one pass);
+        # own-frames encoders ("whisper-base/L3-meanstd") add a short pass over the clip's frames.
+        own_whisper = whisper_model_of(self.model.audio_encoder)
         self._whisper_name = whisper
         self._asr: "WhisperBackbone | None" = None
-        if own is not None and (whisper is None or _same_whisper(whisper, self.model.audio_encoder)):
-            self._asr = own
-        self._shared = self._asr is not None
+        if own_whisper is not None and whisper in (None, own_whisper):
+            self._asr = self.audio_encoder.backbone
+        self._shared = self._asr is not None and isinstance(self.audio_encoder, WhisperAudioEncoder)
 
     @property
     def asr(self) -> "WhisperBackbone":
@@ -188,10 +193,6 @@ class Analyzer:
             conflict=float(js_distance(dists["audio"], dists["text"])[0]), duration=float(duration),
             audio_embedding=np.array(audio_vector, np.float32, copy=True), audio_encoder=self.model.audio_encoder,
         )
-
-
-def _same_whisper(whisper: str, audio_encoder: str) -> bool:
-    return audio_encoder == f"whisper-{whisper}"
 
 
 def _existing(ref: str | Path) -> str | Path:

@@ -95,12 +95,14 @@ def test_learn_tab_renders(browser, app_url, shot_dir):  # noqa: F811
 def test_example_then_edit_transcript_with_enter(browser, app_url):  # noqa: F811
     page = browser.new_page(viewport=VIEWPORTS["desktop"])
     _open(page, app_url)
-    page.get_by_text("flat voice, furious words", exact=True).click()  # one click: loads and analyses
+    from amber2.examples import EXAMPLES
+
+    page.get_by_text(EXAMPLES[0].label, exact=True).click()  # one click: loads and analyses
     _wait_for_chart(page)
     box = page.get_by_label("What Whisper heard")
     page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.length > 0)",
                            timeout=60_000)
-    assert "furious" in box.input_value().lower(), box.input_value()
+    assert "house" in box.input_value().lower(), box.input_value()
     edited = "What a lovely surprise, thank you so much"
     box.fill(edited)
     box.press("Enter")
@@ -116,4 +118,18 @@ def test_analyze_without_audio_shows_a_sentence_not_a_traceback(browser, app_url
     page.get_by_role("button", name="Analyze", exact=True).click()
     page.get_by_text("No audio yet").first.wait_for(timeout=30_000)
     assert "Traceback" not in page.content()
+    page.close()
+
+
+def test_real_voice_example_shows_the_voice_words_conflict(browser, app_url, shot_dir, shared_dir):  # noqa: F811
+    """Where ../shared is present, EMOVO's angry actor (never trained on) is offered and its anger is heard."""
+    from amber2.examples import corpus_examples
+
+    label = next(label for _, label in corpus_examples(shared_dir) if "angry" in label)
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    _open(page, app_url)
+    page.get_by_text(label, exact=True).click()
+    _wait_for_chart(page)
+    page.wait_for_function("() => /voice (sounds|leans) angry/.test(document.body.innerText)", timeout=60_000)
+    page.screenshot(path=str(shot_dir / "app-real-angry-voice.png"), full_page=True)
     page.close()
