@@ -208,30 +208,43 @@ def test_dialogue_selection_keeps_whole_dialogues_within_budget_and_prefers_emot
     assert sorted((it.id, it.fold) for it in again) == sorted((it.id, it.fold) for it in chosen)
 
 
-def test_demo_corpus_pairs_ravdess_voices_with_spoken_emotionlines(tmp_path, shared_dir):
+def test_demo_corpus_holds_all_voices_and_pairs_words_with_a_flat_voice(tmp_path, shared_dir):
     import soundfile as sf
 
-    from train.demo import DemoConfig, build_demo_corpus
+    from train.demo import POOL_SENTENCES, POOL_VOICES, DemoConfig, build_demo_corpus
 
-    cfg = DemoConfig(ravdess_root=shared_dir / "data" / "ravdess",
-                     emotionlines_root=shared_dir / "data" / "emotionlines", emotionlines_max=30,
+    data = shared_dir / "data"
+    cfg = DemoConfig(ravdess_root=data / "ravdess", nemo_root=data / "nemo", emotionlines_root=data / "emotionlines",
+                     goemotions_root=data / "goemotions", emotionlines_max=40, goemotions_per_class=10,
                      cache_dir=tmp_path / "demo")
     corpus = build_demo_corpus(cfg, progress=False)
     assert corpus.space.name == "demo7"
-    voices = [it for it in corpus.items if it.id.startswith("ravdess/")]
-    spoken = [it for it in corpus.items if it.id.startswith("emotionlines/")]
-    # default: both takes of sentence 1 for every actor, emotion and intensity (neutral has 1 intensity)
-    assert len(voices) == 24 * 15 * 2 and len({it.group for it in voices}) == 24
-    assert 20 <= len(spoken) <= 30
-    assert all(it.votes.sum() == 1 for it in voices) and all(it.votes.sum() == 5 for it in spoken)
-    assert {it.transcript for it in voices} == {"Kids are talking by the door"}
+    by_source = {}
+    for it in corpus.items:
+        by_source.setdefault(it.id.split("/")[0], []).append(it)
+    # every RAVDESS speech clip (24 actors) and every nEMO clip (9 speakers); folds by speaker
+    assert len(by_source["ravdess"]) == 1440 and len({it.group for it in by_source["ravdess"]}) == 24
+    assert len(by_source["nemo"]) == 4481 and len({it.group for it in by_source["nemo"]}) == 9
+    for name in ("ravdess", "nemo"):
+        folds_of = {}
+        for it in by_source[name]:
+            folds_of.setdefault(it.group, set()).add(it.fold)
+        assert all(len(f) == 1 for f in folds_of.values()), f"a {name} speaker straddles folds"
+    assert 30 <= len(by_source["emotionlines"]) <= 40
+    # GoEmotions: at most 10 per majority class, all seven classes present
+    majority = np.bincount([int(np.argmax(it.votes)) for it in by_source["goemotions"]], minlength=7)
+    assert majority.max() <= 10 and (majority > 0).all()
+    voices = by_source["ravdess"] + by_source["nemo"]
+    assert all(it.votes.sum() == 1 for it in voices)
+    assert all(it.votes.sum() == 5 for it in by_source["emotionlines"])
+    # words items carry a clip of the flat-voice pool, the same clip for the same words
+    words = by_source["emotionlines"] + by_source["goemotions"]
+    pool = {it.audio for it in words}
+    assert 1 < len(pool) <= len(POOL_SENTENCES) * len(POOL_VOICES)
+    assert all(p.parent == cfg.speech_dir and sf.info(p).duration > 0.5 for p in pool)
     assert {it.fold for it in corpus.items} == set(range(5))
-    wav = spoken[0].audio
-    assert wav.parent == cfg.speech_dir and sf.info(wav).duration > 0.3
-    before = wav.stat().st_mtime_ns
     again = build_demo_corpus(cfg, progress=False)
-    assert [it.audio for it in again.items] == [it.audio for it in corpus.items]
-    assert wav.stat().st_mtime_ns == before, "speech is synthesised once and reused"
+    assert [(it.id, it.audio, it.fold) for it in again.items] == [(it.id, it.audio, it.fold) for it in corpus.items]
 
 
 def test_inspect_subcommand_is_delegated(shared_dir, capsys, tmp_path):

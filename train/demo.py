@@ -1,32 +1,30 @@
 """The open demo corpus and the recipe of the shipped demo model (`python -m train demo`).
 
-IEMOCAP and MSP-Podcast cannot be shipped, so the bundled checkpoint is trained on two real, open corpora
+IEMOCAP and MSP-Podcast cannot be shipped, so the bundled checkpoint is trained on four real, open corpora
 mapped into the 7-class demo space (neutral, happy, sad, angry, fear, disgust, surprise):
 
-* RAVDESS speech: 24 actors voice eight emotions on two fixed, neutral sentences, each twice. The label is
-  the actor's intended emotion (one vote; calm counts as neutral). The voice is informative, the words are not.
-* EmotionLines (Friends) text with its real five-rater vote distributions, each utterance spoken by espeak-ng,
-  a flat synthetic voice. The words are informative, the voice is not.
+* voices: RAVDESS (English, 24 actors, 1,440 clips of two fixed neutral sentences) and nEMO (Polish, 9 actors,
+  4,481 clips, 90 sentences each spoken in every emotion). The label is the actor's intended emotion (one
+  vote; RAVDESS's calm counts as neutral). The voice is informative, the words are not.
+* words: EmotionLines (Friends lines with five raters' votes) and GoEmotions (Reddit comments, its 27 labels
+  mapped onto the demo classes by the release's own Ekman mapping, each label one vote). Each is paired with a
+  flat synthetic voice. The words are informative, the voice is not.
 
 So every item has one informative modality and one weak one: the situation AmbER²'s reliability-weighted
-experts (Eq. 5) are designed for. Folds: RAVDESS by actor, EmotionLines by dialogue (5 folds each); the two
-corpora share fold numbers, so every test fold holds both kinds of item.
+experts (Eq. 5) are designed for. Folds: RAVDESS and nEMO by speaker, EmotionLines by dialogue, GoEmotions at
+random; the corpora share fold numbers, so every test fold holds every kind of item. EMOVO (Italian) is never
+trained on: `python -m train evaluate` scores the shipped voice head on it.
 
-Choices the paper does not make (it has no demo corpus), each a flag of `DemoConfig`:
-* Compute budget: every clip costs one Whisper-base encoder pass over a 30 s padded window (0.4-0.6 s of a
-  2-core CPU), so the shipped model uses both takes of the first RAVDESS sentence (`ravdess_statements=(1,)`,
-  `ravdess_repetitions=(1, 2)`: 720 clips, all 24 actors, every emotion and intensity; sentence 2 is the same
-  actors, emotions and intensities again, and stays unseen, so the app's sentence-2 example clips are held
-  out) and 1,500 EmotionLines utterances (about 25 min of feature extraction on a fresh 2-core machine, then
-  5 min of protocol). 1,500 rather than the 600 of the first demo model: the text head learned its words from
-  too few utterances (text-only JS 0.600 at 600, 0.528 at 1,500).
-* EmotionLines subset (`emotionlines_max` of 14,503 utterances): whole dialogues only, so a dialogue never
-  straddles folds; dialogues are taken in decreasing order of their share of utterances whose majority vote
-  is not neutral (55% of EmotionLines has a neutral majority; RAVDESS brings neutral and calm clips too),
-  ties broken by a hash of the dialogue's text (so the choice does not depend on file order or ids),
-  skipping any dialogue that would overflow the budget.
-* Folds of the chosen dialogues are dealt round-robin in that hashed order, so the five folds are equal-sized.
-* Speech: espeak-ng voice `en-us`, 150 words per minute, WAVs cached by a hash of (voice, speed, text).
+Choices the paper does not make (it has no demo corpus), each a field of `DemoConfig` and a flag:
+* The voice of text items (`text_audio`): "pool" pairs each text with one of 64 espeak-ng clips of plain
+  sentences (4 voices x 16 sentences), chosen by a hash of the text; "spoken" has espeak-ng read the item.
+  The pool costs 64 encoder passes instead of one per item, and keeps the voice head from learning to read
+  words (measured in assets/amber2-demo/README.md).
+* Budget: all voices and all EmotionLines lines; GoEmotions capped per majority class
+  (`goemotions_per_class`), which keeps every comment of the rare classes (fear, disgust) and caps the
+  common ones (neutral, joy), so the words head sees every emotion often.
+* EmotionLines subsets (`emotionlines_max` < 14,503): whole dialogues, most emotional first, see
+  `select_dialogues`.
 """
 from __future__ import annotations
 
@@ -42,8 +40,9 @@ from typing import Sequence
 
 import numpy as np
 
+from amber2.examples import SHARED
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("AMBER2_SHARED", ROOT.parent / "shared"))
 DEMO_SPACE = "demo7"
 NEUTRAL = 0   # index of "neutral" in demo7 (DESIGN.md class order)
 ESPEAK_TIMEOUT_S = 30.0
@@ -58,15 +57,31 @@ class DemoError(RuntimeError):
     """The demo corpus cannot be built (missing data, espeak-ng absent or failing); message for a person."""
 
 
+# The flat voice that text-only items are paired with: espeak-ng reading plain sentences that are not in any
+# corpus, in a few voices and speeds. Changing these changes the pool's audio, hence its feature cache keys.
+POOL_SENTENCES = (
+    "The next bus leaves at half past four.", "Please put the box on the second shelf.",
+    "The report has twelve pages.", "We moved the meeting to room nine.", "The shop opens at eight.",
+    "Turn left after the bridge.", "The printer is next to the window.", "I will send the file tomorrow.",
+    "The train stops at every station.", "There are three chairs in the hall.",
+    "The list is on the kitchen table.", "Her office is on the fourth floor.",
+    "The package weighs two kilograms.", "We need four more forms.", "The road runs along the river.",
+    "This street has six houses.",
+)
+POOL_VOICES = (("en-us", 150), ("en-gb", 160), ("en-us+f3", 140), ("en-gb-x-rp+m3", 170))
+
+
 @dataclass
 class DemoConfig:
-    """Where the demo's data lies and how its corpus is made."""
+    """Where the demo's data lies and how its corpus is made (each field a flag of `python -m train demo`)."""
 
     ravdess_root: Path = SHARED / "data" / "ravdess"
+    nemo_root: Path = SHARED / "data" / "nemo"
     emotionlines_root: Path = SHARED / "data" / "emotionlines"
-    emotionlines_max: int = 1500
-    ravdess_repetitions: tuple[int, ...] = (1, 2)
-    ravdess_statements: tuple[int, ...] = (1,)
+    goemotions_root: Path = SHARED / "data" / "goemotions"
+    emotionlines_max: int = 14503
+    goemotions_per_class: int = 1500
+    text_audio: str = "pool"          # "pool": a flat-voice clip from POOL_*; "spoken": espeak-ng reads the item
     folds: int = 5
     voice: str = "en-us"
     words_per_minute: int = 150
@@ -151,27 +166,67 @@ def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minut
     return path
 
 
+def voice_pool(cfg: DemoConfig, progress: bool = True) -> list[Path]:
+    """The flat-voice clips text-only items are paired with: each POOL_SENTENCES line in each POOL_VOICES voice."""
+    from tqdm.auto import tqdm
+
+    jobs = [(text, voice, wpm) for voice, wpm in POOL_VOICES for text in POOL_SENTENCES]
+    return [synthesize(text, cfg.speech_dir, voice, wpm)
+            for text, voice, wpm in tqdm(jobs, desc="espeak-ng (flat voice pool)", disable=not progress)]
+
+
+def pool_clip(text: str, pool: Sequence[Path]) -> Path:
+    """The pool clip of a transcript: chosen by a hash of the text, so it never depends on file order."""
+    return pool[int(_content_hash(text), 16) % len(pool)]
+
+
+def select_per_class(items: Sequence, per_class: int) -> list:
+    """At most `per_class` items of each majority class (ties to the first class), in hashed text order, so
+    rare emotions (GoEmotions' disgust, fear) keep all their items while joy and neutral are capped."""
+    chosen, taken = [], Counter()
+    for item in sorted(items, key=lambda it: _content_hash(f"{it.id}|{it.transcript}")):
+        cls = _majority(item.votes)
+        if taken[cls] < per_class:
+            taken[cls] += 1
+            chosen.append(item)
+    return chosen
+
+
 def build_demo_corpus(cfg: DemoConfig = DemoConfig(), progress: bool = True):
-    """RAVDESS voices + spoken EmotionLines dialogues, as one demo7 ``Corpus`` with 5 shared folds."""
+    """RAVDESS + nEMO voices, EmotionLines + GoEmotions words, as one demo7 ``Corpus`` with shared folds.
+
+    Voice items keep their own transcript (RAVDESS's two fixed sentences, nEMO's Polish sentences, each
+    spoken in every emotion, so the words carry no label). Text items get a flat voice: a pool clip
+    (`text_audio="pool"`) or espeak-ng reading the item (`"spoken"`)."""
     from tqdm.auto import tqdm
 
     from train.datasets import Corpus, load_dataset
 
-    ravdess = load_dataset("ravdess", Path(cfg.ravdess_root), space=DEMO_SPACE)
-    ravdess.items = [it for it in ravdess.items if ravdess_field(it.id, "repetition") in cfg.ravdess_repetitions
-                     and ravdess_field(it.id, "statement") in cfg.ravdess_statements]
-    lines = load_dataset("emotionlines", Path(cfg.emotionlines_root), space=DEMO_SPACE)
-    if ravdess.space.classes != lines.space.classes:
-        raise DemoError("RAVDESS and EmotionLines loaded into different label spaces")
-    chosen = select_dialogues(lines.items, cfg.emotionlines_max, cfg.folds)
-    spoken = [replace(item, audio=synthesize(item.transcript, cfg.speech_dir, cfg.voice, cfg.words_per_minute))
-              for item in tqdm(chosen, desc="espeak-ng (EmotionLines)", unit="utt", disable=not progress)]
-    voices = [replace(item, id=f"ravdess/{item.id}", group=f"ravdess/{item.group}",
-                      fold=item.fold % cfg.folds) for item in ravdess.items]
-    spoken = [replace(item, id=f"emotionlines/{item.id}", group=f"emotionlines/{item.group}")
-              for item in spoken]
-    skipped = dict(Counter(ravdess.skipped) + Counter(lines.skipped))
-    return Corpus(name="RAVDESS + EmotionLines demo", space=ravdess.space, items=voices + spoken, skipped=skipped)
+    if cfg.text_audio not in ("pool", "spoken"):
+        raise DemoError(f"text_audio must be 'pool' or 'spoken', got {cfg.text_audio!r}")
+    opts = {"space": DEMO_SPACE, "n_folds": cfg.folds}
+    voices = {name: load_dataset(name, Path(root), **opts)
+              for name, root in (("ravdess", cfg.ravdess_root), ("nemo", cfg.nemo_root))}
+    texts = {name: load_dataset(name, Path(root), **opts)
+             for name, root in (("emotionlines", cfg.emotionlines_root), ("goemotions", cfg.goemotions_root))}
+    spaces = {c.space.classes for c in [*voices.values(), *texts.values()]}
+    if len(spaces) != 1:
+        raise DemoError("the demo corpora loaded into different label spaces")
+    texts["emotionlines"].items = select_dialogues(texts["emotionlines"].items, cfg.emotionlines_max, cfg.folds)
+    texts["goemotions"].items = select_per_class(texts["goemotions"].items, cfg.goemotions_per_class)
+
+    pool = voice_pool(cfg, progress) if cfg.text_audio == "pool" else []
+    items = [replace(it, id=f"{name}/{it.id}", group=f"{name}/{it.group}")
+             for name, corpus in voices.items() for it in corpus.items]
+    for name, corpus in texts.items():
+        for it in tqdm(corpus.items, desc=f"flat voice ({name})", disable=not progress or bool(pool)):
+            audio = pool_clip(it.transcript, pool) if pool else synthesize(
+                it.transcript, cfg.speech_dir, cfg.voice, cfg.words_per_minute)
+            items.append(replace(it, id=f"{name}/{it.id}", group=f"{name}/{it.group}", audio=audio))
+    skipped = sum((Counter(c.skipped) for c in [*voices.values(), *texts.values()]), Counter())
+    space = voices["ravdess"].space
+    return Corpus(name="AmbER² demo (RAVDESS + nEMO voices, EmotionLines + GoEmotions words)", space=space,
+                  items=items, skipped=dict(skipped))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -180,38 +235,48 @@ def build_demo_corpus(cfg: DemoConfig = DemoConfig(), progress: bool = True):
 DEMO_OUT = ROOT / "assets" / "amber2-demo"
 DEMO_REPORT = ROOT / "assets" / "demo-report"
 # The paper's protocol (5 folds x 5 seeds x 30 epochs, full grid): cheap once features are cached.
-DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2, 3, 4), "max_epochs": 30}
+DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2), "max_epochs": 30}
+# Chosen by leave-one-corpus-out on the voice corpora and on EmotionLines/GoEmotions validation data
+# (assets/amber2-demo/README.md has the table).
+DEMO_AUDIO_ENCODER = "whisper-base/L2+3+4-mean-loudnorm"
+DEMO_TEXT_ENCODER = "minilm-l6"
 LICENCES = [
     "RAVDESS (Livingstone & Russo 2018, PLoS ONE 13(5): e0196391) is CC BY-NC-SA 4.0; these weights are derived "
-    "from it and are shared under CC BY-NC-SA 4.0: attribution, non-commercial use only, share-alike.",
-    "EmotionLines (Hsu et al. 2018, LREC) is released for research use; its transcripts and votes were used "
-    "for training only and are not redistributed here.",
+    "from it (and from nEMO) and are shared under CC BY-NC-SA 4.0: attribution, non-commercial use only, share-alike.",
+    "nEMO (Christop 2024, LREC-COLING) is CC BY-NC-SA 4.0, like RAVDESS.",
+    "EmotionLines (Hsu et al. 2018, LREC) is released for research use; GoEmotions (Demszky et al. 2020, ACL) "
+    "is Apache-2.0. Their texts and labels were used for training only and are not redistributed here.",
 ]
+
+
+SOURCES = {
+    "ravdess": "RAVDESS (English acted speech, 24 actors, two fixed neutral sentences; label = intended emotion, "
+               "one vote; calm counted as neutral)",
+    "nemo": "nEMO (Polish acted speech, 9 actors, 90 sentences each spoken in all six emotions; label = intended "
+            "emotion, one vote)",
+    "emotionlines": "EmotionLines (Friends dialogue lines, five raters' votes each)",
+    "goemotions": "GoEmotions (English Reddit comments; its 27 labels mapped onto the demo classes with the "
+                  "release's own Ekman mapping, each label one vote; at most {per_class} items per majority class)",
+}
 
 
 def corpus_description(corpus, cfg: DemoConfig) -> dict:
     """Counts and recipe of the demo corpus, for the model card and the report."""
-    ravdess = [it for it in corpus.items if it.id.startswith("ravdess/")]
-    lines = [it for it in corpus.items if it.id.startswith("emotionlines/")]
-    statements = ", ".join(map(str, cfg.ravdess_statements))
-    takes = ", ".join(map(str, cfg.ravdess_repetitions))
+    counts = Counter(it.id.split("/", 1)[0] for it in corpus.items)
+    groups = {name: len({it.group for it in corpus.items if it.id.startswith(name + "/")}) for name in counts}
+    flat = ("a flat-voice clip chosen by a hash of the text from a pool of "
+            f"{len(POOL_SENTENCES) * len(POOL_VOICES)} espeak-ng clips ({len(POOL_SENTENCES)} plain sentences "
+            f"x {len(POOL_VOICES)} voices)" if cfg.text_audio == "pool" else
+            f"espeak-ng reading the item (voice {cfg.voice}, {cfg.words_per_minute} words per minute)")
+    parts = [f"{counts.get(name, 0)} items of {SOURCES[name].format(per_class=cfg.goemotions_per_class)}"
+             for name in SOURCES]
     return {
         "corpus": "AmbER² open demo corpus (demo7)",
-        "ravdess_clips": len(ravdess),
-        "ravdess_actors": len({it.group for it in ravdess}),
-        "emotionlines_utterances": len(lines),
-        "emotionlines_dialogues": len({it.group for it in lines}),
+        "counts": dict(counts), "groups": groups,
         "recipe": (
-            f"{len(ravdess)} RAVDESS speech clips (all {len({it.group for it in ravdess})} actors, every emotion "
-            f"and intensity; sentence(s) {statements}, take(s) {takes}; label = the actor's intended emotion, "
-            f"one vote; calm counted as neutral; transcript = the clip's fixed sentence) plus {len(lines)} "
-            f"EmotionLines "
-            f"utterances from {len({it.group for it in lines})} whole Friends dialogues (their five raters' vote "
-            f"distributions; dialogues chosen by decreasing share of non-neutral majority votes, at most "
-            f"{cfg.emotionlines_max} utterances) spoken by espeak-ng (voice {cfg.voice}, "
-            f"{cfg.words_per_minute} words per minute). Each item has one informative modality (RAVDESS: "
-            f"the voice; EmotionLines: the words) and one weak one. Folds: RAVDESS by actor, EmotionLines by "
-            f"dialogue, 5 folds."),
+            "Voices: " + "; ".join(parts[:2]) + ". Words: " + "; ".join(parts[2:]) + f". Text items are paired "
+            f"with {flat}, so their voice says nothing. Each item has one informative modality and one weak one. "
+            f"Folds ({cfg.folds}): RAVDESS and nEMO by speaker, EmotionLines by dialogue, GoEmotions at random."),
     }
 
 
@@ -223,14 +288,27 @@ def write_demo_readme(report_dir: Path, card: dict, model_dir: Path) -> Path:
         f"`report.md` and the figures in this folder are the cross-validated comparison (CB-CE vs AmbER²) "
         f"behind the bundled checkpoint `{model_dir.name}/`.", "",
         "## Corpus", "", demo["recipe"], "",
-        f"- RAVDESS clips: {demo['ravdess_clips']} ({demo['ravdess_actors']} actors)",
-        f"- EmotionLines utterances: {demo['emotionlines_utterances']} ({demo['emotionlines_dialogues']} dialogues)",
+        *[f"- {name}: {n} items ({demo['groups'][name]} speakers/dialogues/groups)"
+          for name, n in demo["counts"].items()],
         "", "## Reproduce", "", "```bash", card["command"], "```", "",
         "## Licences", "", *[f"- {line}" for line in card["licences"]], ""])
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+CARD_NOTES = ROOT / "docs" / "demo-model.md"
+
+
+def append_card_notes(model_dir: Path, notes: Path = CARD_NOTES) -> Path:
+    """Append the measured choices behind the demo model (docs/demo-model.md) to its model card."""
+    card = Path(model_dir) / "README.md"
+    text = card.read_text(encoding="utf-8").rstrip("\n")
+    marker = "\n\n<!-- demo-model notes -->\n"
+    text = text.split(marker)[0] + marker + notes.read_text(encoding="utf-8")
+    card.write_text(text, encoding="utf-8")
+    return card
 
 
 def build_parser():
@@ -243,19 +321,21 @@ def build_parser():
         "AmbER² through the protocol, report into --report-dir, checkpoint into --out."))
     p.add_argument("--out", type=Path, default=DEMO_OUT, help=f"checkpoint folder (default {DEMO_OUT})")
     p.add_argument("--report-dir", type=Path, default=DEMO_REPORT, help=f"report folder (default {DEMO_REPORT})")
-    p.add_argument("--ravdess-root", type=Path, default=DemoConfig.ravdess_root)
-    p.add_argument("--emotionlines-root", type=Path, default=DemoConfig.emotionlines_root)
+    for name in ("ravdess", "nemo", "emotionlines", "goemotions"):
+        p.add_argument(f"--{name}-root", type=Path, default=getattr(DemoConfig, f"{name}_root"),
+                       help=f"the {name} folder (default: under ../shared/data)")
     p.add_argument("--emotionlines-max", type=int, default=DemoConfig.emotionlines_max,
-                   help="most EmotionLines utterances (whole dialogues)")
-    p.add_argument("--ravdess-repetitions", type=int, nargs="+", default=list(DemoConfig.ravdess_repetitions),
-                   choices=(1, 2), help="which of each RAVDESS sentence's two takes to use (default: 1 2)")
-    p.add_argument("--ravdess-statements", type=int, nargs="+", default=list(DemoConfig.ravdess_statements),
-                   choices=(1, 2), help="RAVDESS sentences: 1 'Kids are talking by the door', 2 'Dogs are "
-                                        "sitting by the door' (default: 1)")
-    p.add_argument("--voice", default=DemoConfig.voice, help="espeak-ng voice")
-    p.add_argument("--words-per-minute", type=int, default=DemoConfig.words_per_minute)
+                   help="most EmotionLines utterances, whole dialogues, most emotional first (default: all)")
+    p.add_argument("--goemotions-per-class", type=int, default=DemoConfig.goemotions_per_class,
+                   help="most GoEmotions comments per majority class (default %(default)s)")
+    p.add_argument("--text-audio", choices=("pool", "spoken"), default=DemoConfig.text_audio,
+                   help="voice of text-only items: a clip from a fixed flat-voice pool (default), or espeak-ng "
+                        "reading each item (slow: one synthesis and one encoder pass per item)")
+    p.add_argument("--voice", default=DemoConfig.voice, help="espeak-ng voice for --text-audio spoken")
+    p.add_argument("--words-per-minute", type=int, default=DemoConfig.words_per_minute,
+                   help="espeak-ng speed for --text-audio spoken")
     p.add_argument("--work-dir", type=Path, help="protocol state (default: CACHE_DIR/protocol-<settings hash>)")
-    add_output_flags(p, DemoConfig().cache_dir)
+    add_output_flags(p, DemoConfig().cache_dir, DEMO_AUDIO_ENCODER, DEMO_TEXT_ENCODER)
     add_protocol_flags(p, {**DEMO_PROTOCOL, "device": "auto"})
     return p
 
@@ -276,10 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.emotionlines_max < 0:
             raise DemoError("--emotionlines-max must be 0 or more")
         protocol = protocol_from_args(args)
-        cfg = DemoConfig(ravdess_root=args.ravdess_root, emotionlines_root=args.emotionlines_root,
-                         emotionlines_max=args.emotionlines_max, folds=protocol.n_folds, voice=args.voice,
-                         ravdess_repetitions=tuple(args.ravdess_repetitions),
-                         ravdess_statements=tuple(args.ravdess_statements),
+        cfg = DemoConfig(ravdess_root=args.ravdess_root, nemo_root=args.nemo_root,
+                         emotionlines_root=args.emotionlines_root, goemotions_root=args.goemotions_root,
+                         emotionlines_max=args.emotionlines_max, goemotions_per_class=args.goemotions_per_class,
+                         text_audio=args.text_audio, folds=protocol.n_folds, voice=args.voice,
                          words_per_minute=args.words_per_minute, cache_dir=args.cache_dir)
         corpus = build_demo_corpus(cfg, progress=not args.no_progress)
         # The protocol state depends on the corpus recipe and the protocol settings: one folder per pair.
@@ -298,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 "command": redact_command(command)}
         outcome = run_corpus(corpus, run_cfg, protocol, card=card)
         write_demo_readme(Path(args.report_dir), card, Path(args.out))
+        append_card_notes(Path(args.out))
         print(summary_text(outcome))
         return 0
 

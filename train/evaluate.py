@@ -34,18 +34,18 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from amber2.examples import SHARED
 
 from train.run import DEFAULT_CACHE, RunError, configure_logging, guarded, load_encoders
 
 log = logging.getLogger("train")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("AMBER2_SHARED", ROOT.parent / "shared"))
 VOICE_DATASETS = ("emovo", "ravdess", "nemo", "csv")
 DEFAULT_ANCHORS = {"ravdess": SHARED / "data" / "ravdess", "nemo": SHARED / "data" / "nemo"}
 EGEMAPS_ENCODER = "opensmile-egemaps-v02"

@@ -42,6 +42,10 @@ CORPUS_LICENCES = {
     "ravdess": "RAVDESS (Livingstone & Russo 2018) is CC BY-NC-SA 4.0: weights derived from it are shared "
                "under CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike).",
     "emotionlines": "EmotionLines (Hsu et al. 2018) is released for research use.",
+    "nemo": "nEMO (Christop 2024) is CC BY-NC-SA 4.0: weights derived from it are shared under CC BY-NC-SA 4.0 "
+            "(attribution, non-commercial, share-alike).",
+    "goemotions": "GoEmotions (Demszky et al. 2020) is Apache-2.0.",
+    "emovo": "EMOVO (Costantini et al. 2014) is released for research use.",
 }
 
 
@@ -136,11 +140,11 @@ def protocol_data(corpus, feats, n_folds: int, audio_encoder: str, text_encoder:
 
 def load_encoders(audio_name: str, text_name: str):
     """The two encoders, by their amber2 names, loaded only when a vector is missing from the cache."""
-    from amber2.encoders import AUDIO_ENCODERS, TEXT_ENCODERS, load_audio_encoder, load_text_encoder
+    from amber2.encoders import encoder_dim, load_audio_encoder, load_text_encoder
     from train.features import LazyEncoder
 
-    return (LazyEncoder(audio_name, lambda: load_audio_encoder(audio_name), AUDIO_ENCODERS.get(audio_name)),
-            LazyEncoder(text_name, lambda: load_text_encoder(text_name), TEXT_ENCODERS.get(text_name)))
+    return (LazyEncoder(audio_name, lambda: load_audio_encoder(audio_name), encoder_dim(audio_name)),
+            LazyEncoder(text_name, lambda: load_text_encoder(text_name), encoder_dim(text_name)))
 
 
 def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
@@ -257,11 +261,16 @@ def protocol_from_args(args: argparse.Namespace):
     return ProtocolConfig(**values)
 
 
-def add_output_flags(parser: argparse.ArgumentParser, cache_default: Path) -> None:
+def add_output_flags(parser: argparse.ArgumentParser, cache_default: Path, audio_encoder: str = "whisper-base",
+                     text_encoder: str = "minilm-l6") -> None:
     """Flags shared by `run` and `demo`: encoders, cache, hub, progress."""
-    parser.add_argument("--audio-encoder", default="whisper-base",
-                        help="amber2 audio encoder: whisper-base, whisper-tiny.en, wav2vec2:<hub id or dir>")
-    parser.add_argument("--text-encoder", default="minilm-l6", help="amber2 text encoder: minilm-l6, bert:<id>")
+    parser.add_argument("--audio-encoder", default=audio_encoder,
+                        help="amber2 audio encoder: whisper-base (30 s padded window, last layer, mean), "
+                             "whisper-base/L<blocks>-<mean|meanstd> (the clip's own frames, e.g. "
+                             "whisper-base/L3-meanstd), whisper-tiny.en, wav2vec2:<hub id or dir> "
+                             "(default %(default)s)")
+    parser.add_argument("--text-encoder", default=text_encoder,
+                        help="amber2 text encoder: minilm-l6, mpnet-base, bert:<id> (default %(default)s)")
     parser.add_argument("--cache-dir", type=Path, default=cache_default,
                         help=f"feature cache (default {cache_default})")
     parser.add_argument("--feature-batch-size", type=int, default=8, help="clips per encoder call")
@@ -277,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m train", description=(
         "Train CB-CE and AmbER² on a corpus with the paper's protocol, write the report and a checkpoint. "
-        "Other commands: `python -m train inspect ...`, `python -m train demo ...`."))
+        "Other commands: `python -m train inspect ...`, `python -m train demo ...`, "
+        "`python -m train evaluate ...`."))
     p.add_argument("--dataset", required=True, help=f"corpus format: {', '.join(DATASETS)}")
     p.add_argument("--root", type=Path, help="corpus folder (csv: the CSV file)")
     p.add_argument("--csv", type=Path, help="votes table for --dataset csv (instead of --root)")
