@@ -29,9 +29,8 @@ CLIP_SECONDS = 5.0
 
 
 def five_second_clip(out: Path) -> Path:
-    """The bundled angry and sad RAVDESS examples joined and cut to exactly 5 s (16 kHz mono)."""
-    parts = [sf.read(app.EXAMPLES / name, dtype="float32")[0] for name in
-             ("angry_voice_neutral_words.wav", "sad_voice_neutral_words.wav")]
+    """The bundled example clips joined and cut to exactly 5 s (16 kHz mono)."""
+    parts = [sf.read(path, dtype="float32")[0] for path, _ in app.EXAMPLE_CLIPS[:2]]
     audio = np.concatenate(parts)[: int(CLIP_SECONDS * 16000)]
     sf.write(out, audio, 16000)
     return out

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     old, new = (statistics.median(rates[n]) for n in (args.old, args.new))
     print(f"{len(clips)} clips, {seconds / len(clips):.2f} s of audio each on average, batch {args.batch_size}, "
           f"device {next(iter(encoders.values())).backbone.device}")
-    print(f"  old  {args.old:28s} {old:7.1f} clips/s")
-    print(f"  new  {args.new:28s} {new:7.1f} clips/s")
+    print(f"  old  {args.old:34s} {old:7.1f} clips/s")
+    print(f"  new  {args.new:34s} {new:7.1f} clips/s")
     print(f"  speed-up (new / old, medians of {args.reps}): {new / old:.1f}x")
 
     text = load_text_encoder(args.text, config=cfg, device=args.device)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     text.embed(sentences[:16])
     start = time.perf_counter()
     text.embed(sentences)
-    print(f"  text {args.text:28s} {len(sentences) / (time.perf_counter() - start):7.1f} sentences/s")
+    print(f"  text {args.text:34s} {len(sentences) / (time.perf_counter() - start):7.1f} sentences/s")
     return 0
 
 

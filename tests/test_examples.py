@@ -47,7 +47,8 @@ def test_at_least_one_example_is_a_voice_vs_words_conflict():
 
 @pytest.mark.slow
 def test_real_corpus_examples_where_shared_is_present(bundled, shared_dir):
-    """EMOVO's angry voice (never trained on) reads angry in the voice head."""
-    found = dict((label.split(",")[0], path) for path, label in corpus_examples(shared_dir))
+    """EMOVO's angry and sad voices (never trained on) read angry and sad in the voice head."""
+    found = dict((label.split(" (")[0], path) for path, label in corpus_examples(shared_dir))
     assert set(found) == {"real angry voice", "real sad voice"}
     assert bundled.analyze(found["real angry voice"], transcript="").top("audio") == "angry"
+    assert bundled.analyze(found["real sad voice"], transcript="").top("audio") == "sad"
