@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -250,8 +251,9 @@ def render_fig2_png(binned: dict, student: str, path: Path, title: str) -> None:
     for ax in axes[1]:
         ax.set_xlabel("ambiguity (entropy of the rater distribution)", fontsize=10)
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside upper right", ncols=2, fontsize=11, frameon=False)
-    fig.suptitle(title, fontsize=14, x=0.01, ha="left")
+    # The legend below the panels, so a long corpus name in the title never runs into it.
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=11, frameon=False)
+    fig.suptitle(textwrap.fill(title, 110), fontsize=14, x=0.01, ha="left")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
