@@ -367,7 +367,9 @@ class WhisperBackbone:
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
         valid = (torch.arange(x.shape[1])[None] < n_out[:, None]).to(self.device)
         x = (x + enc.positional_embedding[:x.shape[1]]) * valid[..., None]
-        attend = valid[:, None, None, :]  # (B, 1, 1, T): keys a query may attend to
+        # keys a query may attend to, (B, 1, 1, T); None when nothing is padded (one clip, or equal lengths):
+        # the same numbers, and SDPA's unmasked kernel is about 8% faster on a 15 s clip
+        attend = None if bool(valid.all()) else valid[:, None, None, :]
         layers = []
         for block in enc.blocks[:n_layers]:
             x = x + _masked_self_attention(block.attn, block.attn_ln(x), attend)
@@ -403,9 +405,9 @@ class WhisperBackbone:
         return " ".join(t for t in texts if t)
 
 
-def _masked_self_attention(attn: "whisper.model.MultiHeadAttention", x: Tensor, attend: Tensor) -> Tensor:
-    """openai-whisper's self-attention (same weights and scaling) with a key mask, which its own
-    `MultiHeadAttention.forward` does not take."""
+def _masked_self_attention(attn: "whisper.model.MultiHeadAttention", x: Tensor, attend: Tensor | None) -> Tensor:
+    """openai-whisper's self-attention (same weights and scaling) with a key mask (None: attend to all), which
+    its own `MultiHeadAttention.forward` does not take."""
     b, t, d = x.shape
     heads = attn.n_head
     q, k, v = (proj(x).view(b, t, heads, d // heads).transpose(1, 2) for proj in (attn.query, attn.key, attn.value))
