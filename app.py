@@ -2,8 +2,8 @@
 
     python app.py [--model DIR_OR_REPO] [--host 127.0.0.1] [--port 7860] [--share]
 
-A thin layer: Gradio components wired to `amber2` (pipeline for the numbers, explain for the words, charts
-for the figures). The default checkpoint is the bundled `assets/amber2-demo/` and everything runs offline.
+A thin layer: Gradio components wired to `amber2` (pipeline, labels and weights for the numbers, explain for
+the words, charts for the figures). The default checkpoint is the bundled `assets/amber2-demo/` and everything runs offline.
 """
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ import numpy as np
 from amber2 import charts, explain
 from amber2 import examples as example_clips
 from amber2.audio import AudioError
-from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
+from amber2.labels import vote_distribution
+from amber2.pipeline import Analysis, Analyzer, default_model_ref
+from amber2.weights import expert_weight_curve
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("amber2.app")
@@ -109,11 +111,11 @@ class Handlers:
     def learn(self, previous: Analysis | None, kappa: float, *counts: float):
         """Votes -> y (Eq. 1) and the expert weights u_A, u_T over kappa (Eq. 5)."""
         try:
-            y = explain.vote_distribution(counts)
+            y = vote_distribution(counts)
         except ValueError as e:
             raise gr.Error(str(e)) from None
         p_a, p_t, source = self._predictions(previous)
-        curve = explain.expert_weight_curve(p_a, p_t, y)
+        curve = expert_weight_curve(p_a, p_t, y)
         return (charts.votes_figure(self.classes, counts, y), charts.expert_weight_figure(curve, kappa),
                 explain.weights_sentence(curve, kappa, source))
 

@@ -13,8 +13,9 @@ import sys
 import warnings
 from typing import Sequence, TextIO
 
+from amber2.heads import TABLE
+
 PROG = "amber2"
-HEAD_TITLES = {"audio": "voice", "text": "words", "fused": "both"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -37,10 +38,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def render_table(file: str, result: dict) -> str:
     """A readable block for one analysed file (`result` is `Analysis.to_dict()`)."""
-    heads = list(HEAD_TITLES)
+    heads = [h.field for h in TABLE]
     width = max(len(c) for c in [*result["classes"], "ambiguity"]) + 2
     lines = [f"{file}  ({result['duration']:.1f} s)", f"  transcript: {result['transcript']!r}",
-             "  " + "".ljust(width) + "".join(HEAD_TITLES[h].rjust(8) for h in heads)]
+             "  " + "".ljust(width) + "".join(h.short.lower().rjust(8) for h in TABLE)]
     tops = {h: max(range(len(result[h])), key=result[h].__getitem__) for h in heads}
     for i, name in enumerate(result["classes"]):
         cells = "".join((f"{100 * result[h][i]:5.1f}%" + ("*" if tops[h] == i else " ")).rjust(8) for h in heads)

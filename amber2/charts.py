@@ -1,4 +1,5 @@
-"""Plotly figures for the app: rendering only (the numbers come from `amber2.pipeline` and `amber2.explain`)."""
+"""Plotly figures for the app: rendering only (the numbers come from `amber2.pipeline` and `amber2.weights`,
+the names and colours of the heads from `amber2.heads`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,22 +8,22 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from amber2.explain import HEAD_LABELS, HEAD_SHORT, HEADS, WeightCurve
+from amber2.heads import TABLE, get_head
 
 if TYPE_CHECKING:  # type hints only: charts render, they never run the pipeline
     from amber2.pipeline import Analysis
+    from amber2.weights import WeightCurve
 
 
-def _okabe_ito() -> dict[str, str]:
-    # Okabe-Ito colours: told apart by colour-blind visitors too, and fixed per head across every figure.
-    return {"audio": "#E69F00", "text": "#0072B2", "fused": "#009E73"}
+def _head_colors() -> dict[str, str]:
+    return {h.field: h.color for h in TABLE}
 
 
 @dataclass(frozen=True)
 class ChartStyle:
     """Look shared by every figure; a fixed height because gradio 6 does not size plotly figures itself."""
 
-    colors: dict[str, str] = field(default_factory=_okabe_ito)
+    colors: dict[str, str] = field(default_factory=_head_colors)  # Analysis field -> colour
     height: int = 400
     font_size: int = 14
     legend_font_size: int = 12  # the three legend entries fit on one line of a 390 px phone screen
@@ -52,11 +53,11 @@ def _layout(fig: go.Figure, style: ChartStyle, **kw) -> go.Figure:
 def distribution_figure(analysis: Analysis, style: ChartStyle = DEFAULT_STYLE) -> go.Figure:
     """One grouped bar chart: the classes on x, one bar per head (audio, text, fused) for each class."""
     fig = go.Figure()
-    for head in HEADS:
+    for head in TABLE:
         fig.add_trace(go.Bar(
-            x=list(analysis.classes), y=_plain(getattr(analysis, head)), name=HEAD_SHORT[head],
-            marker_color=style.colors[head],
-            hovertemplate=f"{HEAD_LABELS[head]}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
+            x=list(analysis.classes), y=_plain(getattr(analysis, head.field)), name=head.short,
+            marker_color=style.colors[head.field],
+            hovertemplate=f"{head.label}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
     return _layout(fig, style, barmode="group", bargap=0.2, bargroupgap=0.05,
                    yaxis={"title": "probability", "range": [0, 1], "tickformat": ".0%"},
                    xaxis={"title": None})
@@ -65,9 +66,9 @@ def distribution_figure(analysis: Analysis, style: ChartStyle = DEFAULT_STYLE) -
 def placeholder_figure(classes: Sequence[str], message: str, style: ChartStyle = DEFAULT_STYLE) -> go.Figure:
     """Empty axes with the classes and a short message, shown before the first analysis."""
     fig = go.Figure()
-    for head in HEADS:
-        fig.add_trace(go.Bar(x=list(classes), y=[0.0] * len(classes), name=HEAD_SHORT[head],
-                             marker_color=style.colors[head], hoverinfo="skip"))
+    for head in TABLE:
+        fig.add_trace(go.Bar(x=list(classes), y=[0.0] * len(classes), name=head.short,
+                             marker_color=style.colors[head.field], hoverinfo="skip"))
     fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font={"size": style.font_size + 2})
     return _layout(fig, style, barmode="group", yaxis={"range": [0, 1], "tickformat": ".0%"})
@@ -90,13 +91,13 @@ def expert_weight_figure(curve: WeightCurve, kappa: float, style: ChartStyle = D
     """Eq. 5 drawn: u_A and u_T as kappa grows, with a marker at the chosen kappa."""
     fig = go.Figure()
     u_a, u_t = curve.at(kappa)
-    for head, u, now in (("audio", curve.u_audio, u_a), ("text", curve.u_text, u_t)):
-        name = f"u_{'A' if head == 'audio' else 'T'} ({HEAD_SHORT[head].lower()} expert)"
+    for head, u, now in ((get_head("A"), curve.u_audio, u_a), (get_head("T"), curve.u_text, u_t)):
+        name = f"u_{head.key} ({head.short.lower()} expert)"
         fig.add_trace(go.Scatter(x=_plain(curve.kappas), y=_plain(u), mode="lines", name=name,
-                                 line={"color": style.colors[head], "width": 3},
+                                 line={"color": style.colors[head.field], "width": 3},
                                  hovertemplate=f"{name}<br>κ = %{{x:.2f}}: %{{y:.3f}}<extra></extra>"))
         fig.add_trace(go.Scatter(x=[kappa], y=[now], mode="markers", showlegend=False, hoverinfo="skip",
-                                 marker={"color": style.colors[head], "size": 12,
+                                 marker={"color": style.colors[head.field], "size": 12,
                                          "line": {"color": "black", "width": 1}}))
     fig.add_vline(x=kappa, line_dash="dot", line_color="#888888")
     return _layout(fig, style, xaxis={"title": "κ (sharpness)", "range": [0, float(curve.kappas.max())]},

@@ -2,10 +2,13 @@
 
 Audio encoders
 - ``"whisper-base"`` (512-d), ``"whisper-tiny.en"`` (384-d): Whisper's encoder output of the 30 s padded
-  input (``WhisperBackbone.encode``) mean-pooled over the frames that hold the clip
-  (``pool_whisper_frames``). The pipeline pools the very encoder output it decodes the transcript from, so
-  one encoder pass serves both; training features go through the same function, so train and inference
-  match exactly. (This replaces the paper's wav2vec2, whose weights cannot be had offline: facts.md §1.)
+  input mean-pooled over the frames that hold the clip. The pipeline pools the very encoder output it
+  decodes the transcript from, so one encoder pass serves both. (This replaces the paper's wav2vec2, whose
+  weights cannot be had offline: facts.md §1.)
+- ``"whisper-base/L<blocks>-<mean|meanstd>[-loudnorm]"``: chosen encoder blocks run on the clip's own frames,
+  pooled (e.g. ``"whisper-base/L2+3+4-mean-loudnorm"``, the demo model's).
+  Both kinds are a name bound to the one loaded Whisper (``amber2.asr.WhisperBackbone``), which encodes,
+  pools and decodes; training features and the app go through it, so train and inference match.
 - ``"wav2vec2:<hub id or folder>"``: the paper's encoder, frame embeddings of ``Wav2Vec2Model`` mean-pooled
   over the clip's own frames (padding excluded).
 
@@ -17,35 +20,30 @@ transcript is embedded as the tokenizer renders it, ``[CLS] [SEP]``: the mean of
 
 Every ``embed`` takes a batch and returns ``(N, dim)`` float32. On CUDA the wav2vec2/BERT forward passes run
 under bf16 (fp16 where bf16 is unsupported) autocast, on the CPU in fp32; Whisper runs in the backbone's own
-precision (fp32) so that ``embed`` equals what the pipeline pools from ``WhisperBackbone.encode``.
+precision (fp32) so that training features equal the app's vectors.
+
+The pipeline needs an audio encoder that also transcribes (``SpeechEncoder``): ``transcribing(encoder)`` is
+the Whisper encoder itself, or any encoder paired with a separately loaded Whisper.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from amber2.audio import normalize_loudness
-
-if TYPE_CHECKING:  # asr imports openai-whisper; only the Whisper encoders need it at run time
-    from amber2.asr import WhisperBackbone
-
-# Whisper's encoder emits one frame per 320 input samples (hop 160, then a stride-2 convolution): 50 per s.
-WHISPER_SAMPLES_PER_FRAME = 320
+from amber2.asr import WINDOW, Pooling, WhisperBackbone, load_whisper  # loading the module loads no weights
 
 # Fixed names and their vector sizes. Names ending in ":" are prefixes completed by a hub id or a folder.
 AUDIO_ENCODERS: dict[str, int | None] = {"whisper-base": 512, "whisper-tiny.en": 384, "wav2vec2:": None}
 TEXT_ENCODERS: dict[str, int | None] = {"minilm-l6": 384, "mpnet-base": 768, "bert:": None}
-_WHISPER_MODELS = {"whisper-base": "base", "whisper-tiny.en": "tiny.en"}
 
 
 class EncoderError(ValueError):
@@ -57,6 +55,16 @@ class AudioEncoder(Protocol):
     dim: int
 
     def embed(self, audios: list[np.ndarray]) -> np.ndarray: ...
+
+
+class SpeechEncoder(AudioEncoder, Protocol):
+    """An audio encoder that also transcribes (what the pipeline runs): `transcribing(encoder)`."""
+
+    @property
+    def asr(self) -> WhisperBackbone: ...
+
+    def transcribe_and_embed(self, samples: np.ndarray, transcript: str | None = None,
+                             language: str | None = "en") -> tuple[str, np.ndarray]: ...
 
 
 class TextEncoder(Protocol):
@@ -119,129 +127,93 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Whisper encoder
+# Whisper encoders: a name bound to the one loaded Whisper (amber2.asr), which does the work
 
-
-def whisper_frame_count(n_samples: int, n_frames: int = 1500) -> int:
-    """Number of encoder frames holding a clip of `n_samples` 16 kHz samples: ceil(n / 320), in 1..n_frames."""
-    return max(1, min(n_frames, math.ceil(n_samples / WHISPER_SAMPLES_PER_FRAME)))
-
-
-def pool_whisper_frames(encoded: Tensor, n_samples: int) -> Tensor:
-    """(d,) mean of the first ``whisper_frame_count(n_samples)`` frames of a (1500, d) Whisper encoder
-    output: the clip's own frames, not the zero padding that fills the 30 s window."""
-    if encoded.ndim != 2:
-        raise ValueError(f"encoded must be (frames, d) as WhisperBackbone.encode returns; got {tuple(encoded.shape)}")
-    n = whisper_frame_count(n_samples, encoded.shape[0])
-    return encoded[:n].float().mean(0)
-
-
-class WhisperAudioEncoder:
-    """Mean-pooled Whisper encoder frames; shares its `WhisperBackbone` with transcription."""
-
-    def __init__(self, name: str, backbone: "WhisperBackbone", config: EncoderConfig = EncoderConfig()) -> None:
-        self.name, self.backbone, self.config = name, backbone, config
-        self.dim = backbone.dim
-
-    @torch.inference_mode()
-    def _encode_batch(self, audios: Sequence[np.ndarray]) -> Tensor:
-        """(B, 1500, d): one encoder call over the stacked 30 s mels, the same input `encode` builds."""
-        import whisper  # imported here: only the Whisper encoders need openai-whisper
-
-        model = self.backbone.model
-        mels = torch.stack([
-            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a)), n_mels=model.dims.n_mels)
-            for a in audios
-        ]).to(self.backbone.device, self.backbone.dtype)
-        # No autocast: the backbone's own precision, so these vectors equal the ones the pipeline pools
-        # from `WhisperBackbone.encode` (train and inference features must match).
-        return model.encoder(mels)
-
-    def embed(self, audios: list[np.ndarray]) -> np.ndarray:
-        """(N, dim) pooled vectors of 16 kHz clips (only each clip's first 30 s is seen)."""
-        audios = _check_audios(audios)
-        rows = []
-        for batch in _batches(audios, self.config.batch_size):
-            encoded = self._encode_batch(batch)
-            rows.extend(pool_whisper_frames(e, len(a)) for e, a in zip(encoded, batch))
-        return _to_numpy(torch.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
-
-    def embed_encoded(self, encoded: Tensor, n_samples: int) -> np.ndarray:
-        """(1, dim) vector from an encoder output already computed (the pipeline's shared pass)."""
-        return _to_numpy(pool_whisper_frames(encoded, n_samples)[None])
-
-
-# Own-frames Whisper encoders: "whisper-base/L2+3+4-mean-loudnorm" = the clip's own frames (no 30 s padding),
-# the residual stream after encoder blocks 2, 3 and 4, each pooled over time (mean, or mean and std), the
-# blocks' pooled vectors averaged; "-loudnorm" first brings the clip to one speech level
-# (amber2.audio.normalize_loudness). Middle blocks carry more of the voice (how it is said) and less of the
-# words than the last; the choice is measured in assets/amber2-demo/README.md.
-_CLIP_NAME = re.compile(r"^whisper-(base|tiny\.en)/L([1-9](?:\+[1-9])*)-(mean|meanstd)(-loudnorm)?$")
+# "whisper-base" = the 30 s window pass pooled over the clip's frames; "whisper-base/L2+3+4-mean-loudnorm" = the
+# clip's own frames (no 30 s padding), the residual stream after encoder blocks 2, 3 and 4, each pooled over
+# time (mean, or mean and std), the blocks' pooled vectors averaged; "-loudnorm" first brings the clip to one
+# speech level (amber2.audio.normalize_loudness). Middle blocks carry more of the voice (how it is said) and
+# less of the words than the last; the choice is measured in assets/amber2-demo/README.md.
+_WHISPER_NAME = re.compile(r"^whisper-(base|tiny\.en)(?:/L([1-9](?:\+[1-9])*)-(mean|meanstd)(-loudnorm)?)?$")
 
 
 @dataclass(frozen=True)
-class ClipEncoderSpec:
-    """What an own-frames Whisper encoder name says: the Whisper model, which blocks, which pooling."""
+class WhisperEncoderSpec:
+    """What a Whisper audio encoder name says: the Whisper model, and which of its states are pooled how."""
 
     whisper: str
-    layers: tuple[int, ...]
-    pooling: str
-    loudnorm: bool = False
+    pooling: Pooling = WINDOW
 
     @property
     def name(self) -> str:
-        norm = "-loudnorm" if self.loudnorm else ""
-        return f"whisper-{self.whisper}/L{'+'.join(map(str, self.layers))}-{self.pooling}{norm}"
+        p = self.pooling
+        if p.window:
+            return f"whisper-{self.whisper}"
+        return f"whisper-{self.whisper}/L{'+'.join(map(str, p.layers))}-{p.stat}{'-loudnorm' if p.loudnorm else ''}"
 
     def dim(self, width: int) -> int:
-        return width * (2 if self.pooling == "meanstd" else 1)
+        return self.pooling.dim(width)
 
 
-def parse_clip_encoder(name: str) -> ClipEncoderSpec | None:
-    """The spec of an own-frames Whisper encoder name ("whisper-base/L3-meanstd"), None for other names."""
-    m = _CLIP_NAME.match(name) if isinstance(name, str) else None
+def parse_whisper_encoder(name: str) -> WhisperEncoderSpec | None:
+    """The spec of a Whisper audio encoder name ("whisper-base", "whisper-base/L3-meanstd"), None for others."""
+    m = _WHISPER_NAME.match(name) if isinstance(name, str) else None
     if m is None:
         return None
+    if m.group(2) is None:
+        return WhisperEncoderSpec(m.group(1))
     layers = tuple(int(x) for x in m.group(2).split("+"))
     if list(layers) != sorted(set(layers)):
         raise EncoderError(f"Audio encoder {name!r}: list its layers once each, in increasing order.")
-    return ClipEncoderSpec(m.group(1), layers, m.group(3), bool(m.group(4)))
+    return WhisperEncoderSpec(m.group(1), Pooling(layers, m.group(3), bool(m.group(4))))
 
 
-def pool_states(states: Tensor, layers: Sequence[int], pooling: str) -> Tensor:
-    """(n_layers, T, d) hidden states -> one vector: each chosen block (1-based) pooled over time (its mean,
-    followed by its population std when `pooling` is "meanstd"), then averaged over the chosen blocks."""
-    picked = states[[i - 1 for i in layers]].float()
-    parts = [picked.mean(1)]
-    if pooling == "meanstd":
-        parts.append(picked.std(1, unbiased=False))
-    return torch.cat(parts, -1).mean(0)
+class WhisperEncoder:
+    """A Whisper audio encoder: its spec bound to a loaded `WhisperBackbone`, which it shares with
+    transcription (`transcribe_and_embed`: one window pass serves both when the spec pools that pass)."""
 
-
-class WhisperClipEncoder:
-    """Pooled hidden states of Whisper's encoder run on each clip's own frames (`WhisperBackbone.hidden_states`).
-
-    The encoder stops after the deepest block named, so "L3" costs half an encoder on a clip's frames only.
-    Clips are batched by length (shortest first), which wastes little on padding; the app embeds one clip
-    with this same method, so training and inference vectors agree up to float rounding."""
-
-    def __init__(self, spec: ClipEncoderSpec, backbone: "WhisperBackbone", config: EncoderConfig = EncoderConfig()):
+    def __init__(self, spec: WhisperEncoderSpec, backbone: WhisperBackbone, config: EncoderConfig = EncoderConfig()):
         self.spec, self.backbone, self.config = spec, backbone, config
         self.name = spec.name
         self.dim = spec.dim(backbone.dim)
 
+    @property
+    def asr(self) -> WhisperBackbone:
+        """The Whisper that transcribes: this encoder's own."""
+        return self.backbone
+
     def embed(self, audios: list[np.ndarray]) -> np.ndarray:
-        """(N, dim) vectors of 16 kHz clips (only each clip's first 30 s is seen)."""
-        audios = _check_audios(audios)
-        if self.spec.loudnorm:
-            audios = [normalize_loudness(a) for a in audios]
-        order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
-        out = np.zeros((len(audios), self.dim), np.float32)
-        for batch in _batches(order, self.config.batch_size):
-            states = self.backbone.hidden_states([audios[i] for i in batch], max(self.spec.layers))
-            for i, s in zip(batch, states):
-                out[i] = _to_numpy(pool_states(s, self.spec.layers, self.spec.pooling))
-        return out
+        """(N, dim) vectors of 16 kHz clips (only each clip's first 30 s is heard)."""
+        return self.backbone.embed(_check_audios(audios), self.spec.pooling, self.config.batch_size)
+
+    def transcribe_and_embed(self, samples: np.ndarray, transcript: str | None = None,
+                             language: str | None = "en") -> tuple[str, np.ndarray]:
+        """(transcript, (dim,) vector) of one 16 kHz clip; a given transcript skips ASR."""
+        return self.backbone.transcribe_and_embed(samples, self.spec.pooling, transcript, language)
+
+
+class Transcribing:
+    """An audio encoder paired with a separately loaded Whisper that transcribes (loaded on first need, so a
+    caller that always gives the transcript never loads it)."""
+
+    def __init__(self, encoder: AudioEncoder, whisper: str = "base", device: str | None = None) -> None:
+        self.encoder, self.whisper, self.device = encoder, whisper, device
+        self.name, self.dim = encoder.name, encoder.dim
+
+    @property
+    def asr(self) -> WhisperBackbone:
+        """The Whisper that transcribes (`amber2.asr.load_whisper` caches it per process)."""
+        return load_whisper(self.whisper, device=self.device)
+
+    def embed(self, audios: list[np.ndarray]) -> np.ndarray:
+        return self.encoder.embed(audios)
+
+    def transcribe_and_embed(self, samples: np.ndarray, transcript: str | None = None,
+                             language: str | None = "en") -> tuple[str, np.ndarray]:
+        """(transcript, (dim,) vector) of one 16 kHz clip: two separate models; a given transcript skips ASR."""
+        if transcript is None:
+            transcript = self.asr.transcribe(samples, language)
+        return transcript, self.encoder.embed([samples])[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,32 +348,22 @@ def _split(name: str, table: dict[str, int | None], kind: str) -> tuple[str, str
     raise EncoderError(f"Unknown {kind} encoder {name!r}; choose one of {choices}.")
 
 
-def load_audio_encoder(name: str, whisper: "WhisperBackbone | None" = None,
+def load_audio_encoder(name: str, whisper: WhisperBackbone | None = None,
                        config: EncoderConfig = EncoderConfig(), device: str | None = None) -> AudioEncoder:
     """The audio encoder `name`. For Whisper names, `whisper` is the backbone to share (loaded with
     ``amber2.asr.load_whisper`` when None); it must be the same model size."""
-    spec = parse_clip_encoder(name)
+    spec = parse_whisper_encoder(name)
     if spec is not None:
-        if whisper is None:
-            from amber2.asr import load_whisper
-            whisper = load_whisper(spec.whisper, device=device)
+        whisper = whisper or load_whisper(spec.whisper, device=device)
         width = AUDIO_ENCODERS[f"whisper-{spec.whisper}"]
         if whisper.dim != width:
             raise EncoderError(f"Audio encoder {name!r} needs a {width}-d Whisper model; the backbone given has "
                                f"{whisper.dim}-d frames.")
-        if max(spec.layers) > len(whisper.model.encoder.blocks):
+        if max(spec.pooling.layers, default=0) > len(whisper.model.encoder.blocks):
             raise EncoderError(f"Audio encoder {name!r}: Whisper {spec.whisper}'s encoder has only "
                                f"{len(whisper.model.encoder.blocks)} blocks.")
-        return WhisperClipEncoder(spec, whisper, config)
+        return WhisperEncoder(spec, whisper, config)
     kind, source = _split(name, AUDIO_ENCODERS, "audio")
-    if kind in _WHISPER_MODELS:
-        if whisper is None:
-            from amber2.asr import load_whisper
-            whisper = load_whisper(_WHISPER_MODELS[kind], device=device)
-        if whisper.dim != AUDIO_ENCODERS[kind]:
-            raise EncoderError(f"Audio encoder {name!r} needs a {AUDIO_ENCODERS[kind]}-d Whisper model; the "
-                               f"backbone given has {whisper.dim}-d frames.")
-        return WhisperAudioEncoder(name, whisper, config)
     from transformers import Wav2Vec2Model
 
     model = _from_pretrained(Wav2Vec2Model.from_pretrained, source, name,
@@ -410,15 +372,24 @@ def load_audio_encoder(name: str, whisper: "WhisperBackbone | None" = None,
     return Wav2Vec2AudioEncoder(name, model, config, device)
 
 
+def transcribing(encoder: AudioEncoder, whisper: str | None = None, device: str | None = None) -> SpeechEncoder:
+    """`encoder`, able to transcribe: itself when it runs on the Whisper asked for (`whisper` None: its own),
+    else paired with a separately loaded Whisper (`whisper`, default "base")."""
+    own = whisper_model_of(encoder.name)
+    if own is not None and whisper in (None, own):
+        return encoder  # a WhisperEncoder: one model, and one window pass where its pooling allows
+    return Transcribing(encoder, whisper or "base", device)
+
+
 def whisper_model_of(audio_encoder: str) -> str | None:
     """The Whisper model ("base", "tiny.en") an audio encoder name runs on, None for other encoders."""
-    spec = parse_clip_encoder(audio_encoder)
-    return spec.whisper if spec is not None else _WHISPER_MODELS.get(audio_encoder)
+    spec = parse_whisper_encoder(audio_encoder)
+    return spec.whisper if spec is not None else None
 
 
 def encoder_dim(name: str) -> int | None:
     """Vector size of an audio or text encoder name when it is known without loading the model."""
-    spec = parse_clip_encoder(name)
+    spec = parse_whisper_encoder(name)
     if spec is not None:
         return spec.dim(AUDIO_ENCODERS[f"whisper-{spec.whisper}"])
     return AUDIO_ENCODERS.get(name) or TEXT_ENCODERS.get(name)
@@ -447,9 +418,9 @@ def _mpnet_dir() -> str:
     import tempfile
     import zipfile
 
-    from amber2.asr import cache_dir
+    from amber2.files import cache_root
 
-    target = cache_dir() / "text-encoders" / "all-mpnet-base-v2"
+    target = cache_root() / "text-encoders" / "all-mpnet-base-v2"
     if (target / "model.safetensors").is_file():
         return str(target)
     try:

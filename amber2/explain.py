@@ -1,6 +1,6 @@
-"""Plain-language wording for an `Analysis`, and the numbers behind the app's Learn tab.
+"""Plain-language wording: an `Analysis`, the Learn tab's expert weights, a checkpoint's card, in words.
 
-Nothing here draws: `amber2.charts` renders what these functions compute.
+Words only: the numbers come from `amber2.pipeline` and `amber2.weights`, the figures from `amber2.charts`.
 
 Where the paper is silent (it defines no wording), the choices are:
 - a head's ambiguity is its entropy normalised by ln C (0 = one class, 1 = uniform), cut into
@@ -13,21 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from amber2.labels import votes_to_distribution
-from amber2.losses import expert_weights, js_divergence
+from amber2.heads import TABLE
 
 if TYPE_CHECKING:  # type hints only: explain must not import the pipeline (Whisper, encoders)
     from amber2.pipeline import Analysis
+    from amber2.weights import WeightCurve
 
-HEADS = ("audio", "text", "fused")
-# How each head is named to a visitor: the audio head hears the voice, the text head reads the words.
-HEAD_LABELS = {"audio": "Voice (audio)", "text": "Words (text)", "fused": "Fused (both)"}
-HEAD_SHORT = {"audio": "Voice", "text": "Words", "fused": "Fused"}  # chart legends: one line on a phone
 JS_DISTANCE_MAX = math.sqrt(math.log(2.0))  # JS distance, natural log, between two disjoint distributions
 
 # Adjectives for "the voice sounds ..."; a class not listed here is used as it is.
@@ -97,13 +92,9 @@ def conflict_level(conflict: float, cfg: ExplainConfig = DEFAULT) -> str:
     return CONFLICT_LEVELS[0]
 
 
-def _top(analysis: Analysis, head: str) -> str:
-    return analysis.classes[int(np.argmax(getattr(analysis, head)))]
-
-
 def conflict_sentence(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> str:
     """One sentence on whether the voice and the words tell the same emotion."""
-    voice, words = adjective(_top(analysis, "audio")), adjective(_top(analysis, "text"))
+    voice, words = adjective(analysis.top("audio")), adjective(analysis.top("text"))
     level = conflict_level(analysis.conflict, cfg)
     if voice != words:
         if level == "disagree":
@@ -125,14 +116,13 @@ def summary(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> dict:
     """JSON-ready wording and numbers for each head and for the audio-text conflict."""
     n = len(analysis.classes)
     heads = {}
-    for head in HEADS:
-        p = np.asarray(getattr(analysis, head), dtype=float)
-        top = int(np.argmax(p))
-        h = float(analysis.entropy[head])
-        heads[head] = {
-            "label": HEAD_LABELS[head],
-            "top": analysis.classes[top],
-            "probability": float(p[top]),
+    for head in TABLE:
+        top = analysis.top(head.field)
+        h = float(analysis.entropy[head.field])
+        heads[head.field] = {
+            "label": head.label,
+            "top": top,
+            "probability": float(np.max(getattr(analysis, head.field))),
             "entropy": h,
             "ambiguity": normalized_entropy(h, n),
             "level": ambiguity_level(h, n, cfg),
@@ -153,8 +143,8 @@ def summary_markdown(info: dict) -> str:
     """The `summary` as a short Markdown block for the panel beside the chart."""
     # Three columns, so the table still fits a phone's width.
     lines = ["| | top emotion | ambiguity |", "|---|---|---|"]
-    for head in HEADS:
-        h = info["heads"][head]
+    for head in TABLE:
+        h = info["heads"][head.field]
         lines.append(f"| **{h['label']}** | {h['top']} ({h['probability']:.0%}) | "
                      f"{h['level']} ({h['ambiguity']:.2f}) |")
     c = info["conflict"]
@@ -164,50 +154,7 @@ def summary_markdown(info: dict) -> str:
     return "\n".join(lines)
 
 
-# ---- Learn tab: Eq. 1 and Eq. 5 with the project's own functions ----
-
-def vote_distribution(counts: Sequence[float]) -> np.ndarray:
-    """Rater vote counts -> soft label (Eq. 1), refusing a table with no vote."""
-    arr = np.asarray(counts, dtype=float)
-    if arr.ndim != 1 or np.any(arr < 0) or not np.all(np.isfinite(arr)):
-        raise ValueError("vote counts must be a list of non-negative numbers, one per class")
-    y = votes_to_distribution(arr)
-    if y is None:
-        raise ValueError("give at least one vote: with no rater, there is no distribution")
-    return np.asarray(y, dtype=float)
-
-
-@dataclass(frozen=True)
-class WeightCurve:
-    """Expert weights u_A, u_T (Eq. 5) over a range of kappa, with the distances D_m behind them."""
-
-    kappas: np.ndarray      # (K,)
-    u_audio: np.ndarray     # (K,)
-    u_text: np.ndarray      # (K,)
-    d_audio: float          # JS(p_A || y)
-    d_text: float           # JS(p_T || y)
-
-    def at(self, kappa: float) -> tuple[float, float]:
-        """(u_A, u_T) at the grid point nearest to `kappa`."""
-        i = int(np.argmin(np.abs(self.kappas - kappa)))
-        return float(self.u_audio[i]), float(self.u_text[i])
-
-
-def expert_weight_curve(p_audio: np.ndarray, p_text: np.ndarray, target: np.ndarray,
-                        kappas: np.ndarray | None = None) -> WeightCurve:
-    """u_A and u_T of Eq. 5 (fused head as student) for each kappa, via `amber2.losses.expert_weights`."""
-    if kappas is None:
-        kappas = np.linspace(0.0, 16.0, 65)
-    experts = torch.tensor(np.stack([p_audio, p_text]), dtype=torch.float32)[:, None, :]  # (E=2, B=1, C)
-    y = torch.tensor(np.asarray(target), dtype=torch.float32)[None, :]                      # (B=1, C)
-    if experts.shape[-1] != y.shape[-1]:
-        raise ValueError(f"the target has {y.shape[-1]} classes but the predictions have {experts.shape[-1]}")
-    with torch.no_grad():
-        u = torch.stack([expert_weights(experts, y, float(k))[:, 0] for k in kappas])  # (K, 2)
-        d = js_divergence(experts[:, 0, :], y.expand(2, -1))                           # (2,)
-    return WeightCurve(kappas=np.asarray(kappas, dtype=float), u_audio=u[:, 0].numpy().astype(float),
-                       u_text=u[:, 1].numpy().astype(float), d_audio=float(d[0]), d_text=float(d[1]))
-
+# ---- Learn tab: what Eq. 5's weights (amber2.weights) mean ----
 
 def weights_sentence(curve: WeightCurve, kappa: float, source: str, dominant_from: float = 0.6) -> str:
     """What Eq. 5 gives at `kappa`: the distances D_m, the weights u_m, and whom the student follows."""

@@ -164,6 +164,15 @@ def votes_to_distribution(counts: np.ndarray) -> np.ndarray | None:
     return counts / total
 
 
+def vote_distribution(counts: Iterable[float]) -> np.ndarray:
+    """Eq. 1 for vote counts a person sets (the app's Learn tab): `votes_to_distribution`, but a table with
+    no vote is refused with a `LabelError` a person can read, rather than returned as None."""
+    y = votes_to_distribution(np.asarray(list(counts), dtype=np.float64))
+    if y is None:
+        raise LabelError("give at least one vote: with no rater, there is no distribution")
+    return y
+
+
 def entropy(p: np.ndarray) -> np.ndarray:
     """Shannon entropy in nats over the last axis (0 log 0 = 0): the ambiguity of a distribution."""
     p = np.asarray(p, dtype=np.float64)

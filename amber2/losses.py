@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-HEADS: tuple[str, ...] = ("A", "T", "AT")  # audio, text, fusion: the order of every per-head structure
-METHODS = ("amber2", "cbce")
+from amber2.heads import HEADS  # "A", "T", "AT": audio, text, fusion (one table: amber2.heads)
+METHODS = ("cbce", "amber2")  # the baseline first, as in the paper's tables and every report
 
 Scalar = float | Tensor
 

@@ -18,6 +18,8 @@ from amber2.labels import entropy
 DISTRIBUTION_METRICS = ("js", "bc", "r2")
 CLASSIFICATION_METRICS = ("acc", "f1", "wf1")
 ALL_METRICS = DISTRIBUTION_METRICS + CLASSIFICATION_METRICS
+# How reports, model cards and figures name each metric, with the direction that is better.
+METRIC_LABELS = {"js": "JS ↓", "bc": "BC ↑", "r2": "R² ↑", "acc": "ACC ↑", "f1": "F1 ↑", "wf1": "W-F1 ↑"}
 
 
 class MetricsError(ValueError):

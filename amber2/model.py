@@ -1,20 +1,22 @@
-"""AmbER² network: gated fusion of an audio and a text embedding, and three 2-layer MLP heads (A, T, AT).
+"""AmbER² network: gated fusion of an audio and a text embedding, and three MLP heads (A, T, AT).
 
-The encoders are not part of the checkpoint: the model maps utterance vectors to logits, and its config
-(the ``__init__`` arguments, saved as config.json by the Hugging Face mixin) names the encoders that made
-those vectors, so a checkpoint is never paired with features it was not trained on.
+Everything that shapes the network lives in one `AmbER2Config` (as whisper's `ModelDimensions` and nanoGPT's
+`GPTConfig`); the Hugging Face mixin saves it as config.json. The encoders are not part of the checkpoint: the
+model maps utterance vectors to logits, and its config names the encoders that made those vectors, so a
+checkpoint is never paired with features it was not trained on.
 """
 from __future__ import annotations
 
-import contextlib
-import io
+import dataclasses
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model as load_safetensors
 from torch import Tensor, nn
 
 from amber2.losses import HEADS
@@ -38,10 +40,51 @@ class GatedFusion(nn.Module):
         return g * torch.tanh(self.audio(audio)) + (1 - g) * torch.tanh(self.text(text))
 
 
-def mlp_head(in_dim: int, hidden_dim: int, n_classes: int, dropout: float) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout -> Linear; the softmax lives in predict() and the losses."""
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(hidden_dim, n_classes))
+def mlp_head(in_dim: int, hidden_dim: int, n_classes: int, dropout: float, layers: int = 1) -> nn.Sequential:
+    """`layers` x (Linear -> ReLU -> Dropout), then Linear to the logits (layers=1: the paper's two-layer MLP);
+    the softmax lives in predict() and the losses."""
+    blocks: list[nn.Module] = []
+    for i in range(layers):
+        blocks += [nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*blocks, nn.Linear(hidden_dim, n_classes))
+
+
+@dataclass
+class AmbER2Config:
+    """Everything that shapes an AmbER2Model: input sizes, label space, layer widths, the encoders it reads."""
+
+    audio_dim: int
+    text_dim: int
+    classes: list[str]
+    label_space: str
+    hidden_dim: int = 256          # units per hidden layer of each head
+    fusion_dim: int = 256          # width of the gated fusion (GMU) output
+    dropout: float = 0.1
+    head_layers: int = 1           # hidden layers per head; 1 is the paper's two-layer MLP
+    audio_encoder: str = "whisper-base"
+    text_encoder: str = "minilm-l6"
+    provenance: dict = field(default_factory=dict)   # how the weights were made (method, lambda, kappa, ...)
+
+    def __post_init__(self) -> None:
+        self.classes = list(self.classes)
+        self.provenance = dict(self.provenance or {})
+        if min(self.audio_dim, self.text_dim, self.hidden_dim, self.fusion_dim) < 1:
+            raise ValueError("audio_dim, text_dim, hidden_dim and fusion_dim must be positive")
+        if self.head_layers < 1:
+            raise ValueError(f"head_layers must be at least 1, got {self.head_layers}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be at least two distinct names, got {self.classes!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AmbER2Config":
+        """The config of a config.json; names it does not know are refused (they would be silently lost)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(values) - known):
+            raise ValueError(f"unknown config fields {unknown}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 class AmbER2Model(
@@ -56,35 +99,34 @@ class AmbER2Model(
     ``set_input_stats`` is called), so a checkpoint carries the feature scaling it was trained with.
     """
 
-    def __init__(self, audio_dim: int, text_dim: int, classes: list[str], label_space: str,
-                 hidden_dim: int = 256, fusion_dim: int = 256, dropout: float = 0.1,
-                 audio_encoder: str = "whisper-base", text_encoder: str = "minilm-l6",
-                 provenance: dict | None = None):
+    def __init__(self, *args, **fields):
+        """`AmbER2Model(config)`, or the config's fields: `AmbER2Model(audio_dim, text_dim, classes, label_space,
+        hidden_dim=..., ...)`."""
         super().__init__()
-        if audio_dim < 1 or text_dim < 1 or hidden_dim < 1 or fusion_dim < 1:
-            raise ValueError("audio_dim, text_dim, hidden_dim and fusion_dim must be positive")
-        if len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ValueError(f"classes must be at least two distinct names, got {classes!r}")
-        self.audio_dim, self.text_dim = audio_dim, text_dim
-        self.hidden_dim, self.fusion_dim, self.dropout = hidden_dim, fusion_dim, dropout
-        self.classes = list(classes)
-        self.label_space = label_space
-        self.audio_encoder, self.text_encoder = audio_encoder, text_encoder
-        self.provenance = dict(provenance or {})
-        self.fusion = GatedFusion(audio_dim, text_dim, fusion_dim)
-        head_inputs = {"A": audio_dim, "T": text_dim, "AT": fusion_dim}
-        self.heads = nn.ModuleDict({h: mlp_head(head_inputs[h], hidden_dim, len(classes), dropout)
-                                    for h in HEADS})
-        for name, dim in (("audio", audio_dim), ("text", text_dim)):
+        one_config = len(args) == 1 and not fields and isinstance(args[0], AmbER2Config)
+        config = args[0] if one_config else AmbER2Config(*args, **fields)
+        self.config = config
+        self._hub_mixin_config = config     # what save_pretrained writes as config.json
+        self.fusion = GatedFusion(config.audio_dim, config.text_dim, config.fusion_dim)
+        head_inputs = {"A": config.audio_dim, "T": config.text_dim, "AT": config.fusion_dim}
+        self.heads = nn.ModuleDict({h: mlp_head(head_inputs[h], config.hidden_dim, len(config.classes),
+                                                config.dropout, config.head_layers) for h in HEADS})
+        for name, dim in (("audio", config.audio_dim), ("text", config.text_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
 
+    # the config's fields read as the model's own (model.classes, model.audio_encoder, ...)
+    audio_dim = property(lambda self: self.config.audio_dim)
+    text_dim = property(lambda self: self.config.text_dim)
+    classes = property(lambda self: self.config.classes)
+    label_space = property(lambda self: self.config.label_space)
+    audio_encoder = property(lambda self: self.config.audio_encoder)
+    text_encoder = property(lambda self: self.config.text_encoder)
+    provenance = property(lambda self: self.config.provenance)
+
     def init_config(self) -> dict:
-        """The ``__init__`` arguments that rebuild this model (what config.json holds)."""
-        return {"audio_dim": self.audio_dim, "text_dim": self.text_dim, "classes": list(self.classes),
-                "label_space": self.label_space, "hidden_dim": self.hidden_dim, "fusion_dim": self.fusion_dim,
-                "dropout": self.dropout, "audio_encoder": self.audio_encoder, "text_encoder": self.text_encoder,
-                "provenance": dict(self.provenance)}
+        """The config as a dict (what config.json holds)."""
+        return self.config.to_dict()
 
     @torch.no_grad()
     def set_input_stats(self, audio_mean: Tensor, audio_std: Tensor, text_mean: Tensor, text_std: Tensor) -> None:
@@ -176,19 +218,17 @@ def load_model(path_or_repo: str | Path, *, audio_encoder: str | None = None,
         if not (folder / name).is_file():
             raise ValueError(f"checkpoint folder {folder} has no {name}")
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-        skeleton = AmbER2Model(**config)
+        model = AmbER2Model(AmbER2Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())))
     except (json.JSONDecodeError, TypeError, ValueError) as err:
         raise ValueError(f"{folder / CONFIG_FILE} is not an AmbER² model config: {err}") from err
     for role, wanted in (("audio_encoder", audio_encoder), ("text_encoder", text_encoder)):
-        have = getattr(skeleton, role)
+        have = getattr(model.config, role)
         if wanted is not None and have != wanted:
             raise ValueError(f"checkpoint {folder} was trained on {role.replace('_', ' ')} {have!r}, "
                              f"not {wanted!r}: its inputs would mean nothing to it")
     try:
-        _check_checkpoint(folder, skeleton)
+        _check_checkpoint(folder, model)
+        load_safetensors(model, str(folder / WEIGHTS_FILE), strict=True)
     except (OSError, SafetensorError) as err:
         raise ValueError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file: {err}") from err
-    with contextlib.redirect_stdout(io.StringIO()):  # the mixin prints "Loading weights from local directory"
-        model = AmbER2Model.from_pretrained(folder, strict=True)
     return model.eval()

@@ -1,10 +1,10 @@
 """Speech in, three distributions out: ``analyze(audio, transcript=None) -> Analysis``.
 
 Whisper writes the transcript; the checkpoint's audio encoder makes the audio vector (for the demo model,
-`whisper-base/L3-meanstd`: the same Whisper's blocks 1-3 run on the clip's own frames, pooled; for a
+`whisper-base/L2+3+4-mean-loudnorm`: the same Whisper's blocks 2-4 run on the clip's own frames, pooled; for a
 `whisper-base` checkpoint, the very encoder pass the transcript is decoded from, pooled over the clip's frames,
-so one pass serves both); the text vector comes from the transcript; the AmbER² heads turn the two vectors into
-the audio, text and fused distributions.
+so one pass serves both: `amber2.encoders.transcribing` decides); the text vector comes from the transcript;
+the AmbER² heads turn the two vectors into the audio, text and fused distributions.
 
 The models load once per `Analyzer` and are reused; calls are serialised by a lock, so one `Analyzer` can
 serve concurrent requests (e.g. gradio workers). The audio vector stays in the returned `Analysis`, so an
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
-from amber2.encoders import WhisperAudioEncoder, load_audio_encoder, load_text_encoder, whisper_model_of
+from amber2.encoders import load_audio_encoder, load_text_encoder, transcribing
+from amber2.heads import FIELDS, TABLE, get_head
 from amber2.labels import entropy
 from amber2.metrics import js_distance
 
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "assets" / "amber2-demo"
 MODEL_ENV = "AMBER2_MODEL"
-# Analysis field -> model head
-HEADS = {"audio": "A", "text": "T", "fused": "AT"}
 
 
 def default_model_ref() -> str:
@@ -78,19 +77,16 @@ class Analysis:
     audio_encoder: str | None = field(default=None, repr=False, compare=False)
 
     def top(self, head: str) -> str:
-        """Most probable class of head "audio", "text" or "fused" (or "A", "T", "AT")."""
-        names = {v: k for k, v in HEADS.items()}
-        key = names.get(head, head)
-        if key not in HEADS:
-            raise ValueError(f"head must be one of {sorted([*HEADS, *names])}, got {head!r}")
-        return self.classes[int(np.argmax(getattr(self, key)))]
+        """Most probable class of head "audio", "text" or "fused" (or "A", "T", "AT"); the one place the
+        top class is read off a distribution."""
+        return self.classes[int(np.argmax(getattr(self, get_head(head).field)))]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: transcript, classes, audio, text, fused, entropy, conflict, duration (no embedding)."""
         return {
             "transcript": self.transcript,
             "classes": list(self.classes),
-            **{key: [float(x) for x in getattr(self, key)] for key in HEADS},
+            **{key: [float(x) for x in getattr(self, key)] for key in FIELDS},
             "entropy": {k: float(v) for k, v in self.entropy.items()},
             "conflict": float(self.conflict),
             "duration": float(self.duration),
@@ -115,32 +111,22 @@ class Analyzer:
         self.classes = list(self.model.classes)
         self.device, self.config = device, config
         self._lock = threading.RLock()
-        self.audio_encoder = load_audio_encoder(self.model.audio_encoder, device=device)
+        # An audio encoder that also transcribes: a Whisper encoder lends its own Whisper when it is the one
+        # asked for (one window pass serves both where its pooling allows); any other encoder is paired
+        # with a separately loaded Whisper, loaded on first need.
+        self.audio_encoder = transcribing(load_audio_encoder(self.model.audio_encoder, device=device),
+                                          whisper, device)
         self.text_encoder = load_text_encoder(self.model.text_encoder, device=device)
         for role, encoder, dim in (("audio", self.audio_encoder, self.model.audio_dim),
                                    ("text", self.text_encoder, self.model.text_dim)):
             if encoder.dim != dim:
                 raise ValueError(f"the checkpoint takes {dim}-d {role} vectors but {encoder.name!r} makes "
                                  f"{encoder.dim}-d ones: the checkpoint's config.json is inconsistent")
-        # A Whisper audio encoder lends its loaded model to transcription when it is the Whisper asked for.
-        # Only the 30 s padded kind ("whisper-base") pools the very output the decoder reads (one pass);
-        # own-frames encoders ("whisper-base/L3-meanstd") add a short pass over the clip's frames.
-        own_whisper = whisper_model_of(self.model.audio_encoder)
-        self._whisper_name = whisper
-        self._asr: "WhisperBackbone | None" = None
-        if own_whisper is not None and whisper in (None, own_whisper):
-            self._asr = self.audio_encoder.backbone
-        self._shared = self._asr is not None and isinstance(self.audio_encoder, WhisperAudioEncoder)
 
     @property
     def asr(self) -> "WhisperBackbone":
-        """The Whisper model that transcribes (loaded on first use when it is not the audio encoder)."""
-        with self._lock:
-            if self._asr is None:
-                from amber2.asr import load_whisper
-
-                self._asr = load_whisper(self._whisper_name or "base", device=self.device)
-            return self._asr
+        """The Whisper model that transcribes (loaded on first use when it is not the audio encoder's)."""
+        return self.audio_encoder.asr
 
     def analyze(self, audio: Any, transcript: str | None = None) -> Analysis:
         """Analyse one clip: a file path, a 16 kHz array, or gradio's (rate, array). With `transcript`,
@@ -149,13 +135,7 @@ class Analyzer:
             raise TypeError(f"transcript must be a str or None, got {type(transcript).__name__}")
         samples = load_audio(audio, limits=self.config.limits)
         with self._lock:
-            encoded = self.asr.encode(samples) if self._shared or transcript is None else None
-            if transcript is None:
-                transcript = self._transcribe(samples, encoded)
-            if self._shared:
-                vector = self.audio_encoder.embed_encoded(encoded, len(samples))[0]
-            else:
-                vector = self.audio_encoder.embed([samples])[0]
+            transcript, vector = self.audio_encoder.transcribe_and_embed(samples, transcript, self.config.language)
             return self._score(vector, transcript.strip(), len(samples) / SAMPLE_RATE)
 
     def reanalyze_text(self, previous: Analysis, transcript: str) -> Analysis:
@@ -172,21 +152,12 @@ class Analyzer:
         with self._lock:
             return self._score(previous.audio_embedding, transcript.strip(), previous.duration)
 
-    def _transcribe(self, samples: np.ndarray, encoded: torch.Tensor) -> str:
-        from amber2.asr import WINDOW_SAMPLES
-
-        text = self.asr.transcribe_encoded(encoded, language=self.config.language)
-        if len(samples) > WINDOW_SAMPLES:  # the shared pass saw the first 30 s; decode the rest too
-            rest = self.asr.transcribe(samples[WINDOW_SAMPLES:], language=self.config.language)
-            text = " ".join(t for t in (text, rest) if t)
-        return text
-
     def _score(self, audio_vector: np.ndarray, transcript: str, duration: float) -> Analysis:
         text_vector = self.text_encoder.embed([transcript])[0]
         device = next(self.model.parameters()).device  # CPU unless the caller passed a model moved elsewhere
         probs = self.model.predict(torch.from_numpy(np.asarray(audio_vector, np.float32)).to(device),
                                    torch.from_numpy(text_vector).to(device))
-        dists = {key: probs[head].double().cpu().numpy() for key, head in HEADS.items()}
+        dists = {h.field: probs[h.key].double().cpu().numpy() for h in TABLE}
         return Analysis(
             transcript=transcript, classes=list(self.classes), **dists,
             entropy={key: float(entropy(p)) for key, p in dists.items()},

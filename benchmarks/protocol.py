@@ -8,7 +8,10 @@ counted from the layer shapes x the rows processed) and efficiency = FLOPs / wal
 the matmul speed is torch.matmul of two 2048 x 2048 fp32 matrices measured in the same run (before and after,
 the better of the two). The protocol runs at the trainer's default `--precision auto`: bfloat16 first-layer
 products where the hardware has them (then the bf16 matmul speed is printed too, and the efficiency against
-it, the stricter figure). `--breakdown` times one training step's phases in fp32 and in bf16 side by side.
+it, the stricter figure). Before the protocol, one training step of a whole fold's ensemble is timed with the
+hand-written fast path (`FastEnsemble`, what the paper's architecture trains with) and with the generic path
+(`GenericEnsemble`: the model's own code under torch.func, what any other architecture trains with), side by
+side. `--breakdown` also times the fast step's phases in fp32 and in bf16.
 
 Two FLOP counts are printed: "nominal" counts every backward as 2x its forward (the usual convention);
 "executed" counts what the hand-written backward really does (the layers that read the raw features need no
@@ -32,8 +35,10 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.protocol import (Ensemble, EnsembleLoss, ProtocolConfig, _build_model, _optimizer,  # noqa: E402
-                            fold_runs, retain_freed_memory, run_fold, synthetic_data)
+from train.config import ProtocolConfig, fold_runs, synthetic_data  # noqa: E402
+from train.ensemble import initial_model, make_ensemble  # noqa: E402
+from train.fit import EnsembleLoss, _optimizer, retain_freed_memory  # noqa: E402
+from train.protocol import run_fold  # noqa: E402
 
 IEMOCAP = dict(n_items=5500, audio_dim=512, text_dim=384, n_classes=4, groups_per_fold=30, latent_dim=16)
 
@@ -79,12 +84,12 @@ def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int =
 
     runs = fold_runs(cfg)
     group = len(runs) // len(cfg.seeds)
-    init = {s: _build_model(data, cfg, s) for s in cfg.seeds}
+    init = {s: initial_model(data, cfg, s) for s in cfg.seeds}
     retain_freed_memory()
-    ens = Ensemble([init[r.seed] for r in runs], group, cfg.dropout, cfg.device, matmul_dtype=cfg.matmul_dtype)
+    ens = make_ensemble([init[r.seed] for r in runs], group, cfg, generator_seed=0)
     y_all = torch.from_numpy(data.y).to(cfg.device)
     loss = EnsembleLoss(runs, cfg, class_balanced_weights(y_all.cpu()), ens.device)
-    opt = _optimizer([ens.params[n] for n in Ensemble.PARAM_NAMES], cfg)
+    opt = _optimizer(list(ens.params.values()), cfg)
     audio, text = torch.from_numpy(data.audio).to(cfg.device), torch.from_numpy(data.text).to(cfg.device)
     sync = torch.cuda.synchronize if cfg.device.startswith("cuda") else (lambda: None)
     phases = dict.fromkeys(("gather", "forward", "loss", "backward", "AdamW"), 0.0)
@@ -107,7 +112,7 @@ def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int =
                 phases[name] += (b - a) / steps
     total = sum(phases.values())
     flops = len(runs) * B * (per_row.forward + per_row.backward_executed)
-    print(f"{cfg.precision}: one step of {len(runs)} runs x {B} rows: {total * 1e3:.0f} ms, "
+    print(f"{cfg.ensemble} {cfg.precision}: one step of {len(runs)} runs x {B} rows: {total * 1e3:.0f} ms, "
           f"{flops / total / 1e9:.1f} GFLOP/s executed; "
           + ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in phases.items()))
     return total
@@ -140,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     low_before = matmul_gflops(device=args.device, dtype=torch.bfloat16) if low else 0.0
     per_row = FlopsPerRow.of(data.audio.shape[1], data.text.shape[1], cfg.fusion_dim, cfg.hidden_dim,
                              data.n_classes)
+    fast, generic = (step_breakdown(data, dataclasses.replace(cfg, ensemble=kind), per_row)
+                     for kind in ("fast", "generic"))
+    print(f"one training step, generic path / fast path: {generic / fast:.2f}")
     if args.breakdown:
         fp32, bf16 = (step_breakdown(data, dataclasses.replace(cfg, precision=p), per_row) for p in ("fp32", "bf16"))
         print(f"step time bf16 / fp32: {bf16 / fp32:.2f}")

@@ -1,7 +1,6 @@
 """Shared test fixtures: where the real data lies, and speech synthesised at test time."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = Path(os.environ.get("AMBER2_SHARED", ROOT.parent / "shared"))
+from amber2.examples import SHARED  # noqa: E402  (importable once ROOT is on the path)
+
 RAVDESS = SHARED / "data" / "ravdess"
 EMOTIONLINES = SHARED / "data" / "emotionlines"
 

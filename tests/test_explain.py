@@ -1,8 +1,8 @@
-"""amber2.explain: the wording a visitor reads, and the Learn tab's numbers against independent references."""
+"""amber2.explain: the wording a visitor reads; amber2.labels / amber2.weights: the Learn tab's numbers against
+independent references."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -11,23 +11,20 @@ from scipy.stats import entropy as scipy_entropy
 
 from amber2 import explain
 from amber2.explain import ExplainConfig
+from amber2.labels import vote_distribution
+from amber2.pipeline import Analysis
+from amber2.weights import expert_weight_curve
 
 DEMO7 = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 
 
-@dataclass
-class FakeAnalysis:
-    """The Analysis fields explain reads, with entropy and conflict computed by scipy (independent of amber2)."""
-
-    audio: np.ndarray
-    text: np.ndarray
-    fused: np.ndarray
-    classes: list[str] = field(default_factory=lambda: list(DEMO7))
-    transcript: str = "kids are talking by the door"
-
-    def __post_init__(self):
-        self.entropy = {h: float(scipy_entropy(getattr(self, h))) for h in ("audio", "text", "fused")}
-        self.conflict = float(jensenshannon(self.audio, self.text))
+def FakeAnalysis(audio: np.ndarray, text: np.ndarray, fused: np.ndarray, classes: list[str] | None = None,
+                 transcript: str = "kids are talking by the door") -> Analysis:
+    """An Analysis made without the models, its entropy and conflict computed by scipy (independent of amber2)."""
+    dists = {"audio": audio, "text": text, "fused": fused}
+    return Analysis(transcript=transcript, classes=list(classes or DEMO7), **dists,
+                    entropy={h: float(scipy_entropy(p)) for h, p in dists.items()},
+                    conflict=float(jensenshannon(audio, text)), duration=1.0)
 
 
 def peaked(cls: str, mass: float = 0.9) -> np.ndarray:
@@ -97,11 +94,11 @@ def test_bad_config_is_refused():
 def test_vote_distribution_is_eq1():
     # 5 raters: 3 angry, 1 neutral, 1 sad.
     counts = [1, 0, 1, 3, 0, 0, 0]
-    np.testing.assert_allclose(explain.vote_distribution(counts), np.array(counts) / 5)
+    np.testing.assert_allclose(vote_distribution(counts), np.array(counts) / 5)
     with pytest.raises(ValueError, match="at least one vote"):
-        explain.vote_distribution([0] * 7)
+        vote_distribution([0] * 7)
     with pytest.raises(ValueError, match="non-negative"):
-        explain.vote_distribution([1, -1, 0, 0, 0, 0, 0])
+        vote_distribution([1, -1, 0, 0, 0, 0, 0])
 
 
 def eq5_reference(p_a, p_t, y, kappa):
@@ -114,7 +111,7 @@ def eq5_reference(p_a, p_t, y, kappa):
 def test_expert_weight_curve_matches_eq5():
     y = np.array([1, 0, 1, 3, 0, 0, 0]) / 5
     p_a, p_t = peaked("angry", 0.6), peaked("neutral", 0.6)
-    curve = explain.expert_weight_curve(p_a, p_t, y)
+    curve = expert_weight_curve(p_a, p_t, y)
     assert curve.kappas[0] == 0 and curve.kappas[-1] == 16
     for k in (0.0, 2.0, 8.0, 16.0):
         (u_ref, d_ref) = eq5_reference(p_a, p_t, y, k)
@@ -128,7 +125,7 @@ def test_expert_weight_curve_matches_eq5():
 
 def test_expert_weight_curve_refuses_mismatched_classes():
     with pytest.raises(ValueError, match="classes"):
-        explain.expert_weight_curve(peaked("angry"), peaked("sad"), np.array([0.5, 0.5]))
+        expert_weight_curve(peaked("angry"), peaked("sad"), np.array([0.5, 0.5]))
 
 
 def test_describe_model_reads_config_and_card():
@@ -149,7 +146,7 @@ def test_describe_model_reads_config_and_card():
 
 def test_weights_sentence_names_the_expert_the_student_follows():
     y = np.array([1, 0, 1, 3, 0, 0, 0]) / 5
-    curve = explain.expert_weight_curve(peaked("angry", 0.6), peaked("neutral", 0.6), y)
+    curve = expert_weight_curve(peaked("angry", 0.6), peaked("neutral", 0.6), y)
     u_a, u_t = curve.at(16.0)
     assert u_a > 0.6
     assert "mostly from the voice" in explain.weights_sentence(curve, 16.0, "a test")

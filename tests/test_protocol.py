@@ -10,9 +10,14 @@ import torch
 
 from amber2.metrics import all_metrics, distribution_metrics
 from amber2.model import AmbER2Model
-from train.protocol import (HEADS, Ensemble, ProtocolConfig, ProtocolData, ProtocolError, RunSpec,
-                            final_hyperparameters, fold_runs, native_bf16, run_fold, run_protocol, select_grid_point,
-                            synthetic_data, train_ensemble, train_final, validation_split)
+from amber2.losses import HEADS
+from train.config import (ProtocolConfig, ProtocolData, ProtocolError, RunSpec, fold_runs, native_bf16,
+                          synthetic_data, validation_split)
+from train.ensemble import FastEnsemble, GenericEnsemble
+from train.fit import train_ensemble
+from train.protocol import final_hyperparameters, run_fold, run_protocol, select_grid_point, train_final
+
+Ensemble = FastEnsemble   # the hand-written tests below pin the fast path; the generic one is tested against it
 
 # Small and quick: one thread avoids OpenMP spinning on a shared 2-core machine; a larger learning rate
 # lets a few epochs learn the synthetic signal.
@@ -39,23 +44,25 @@ def result(data):
     return run_protocol(data, ProtocolConfig(**SMALL))
 
 
-def _models(n: int, dropout: float, dtype=torch.float64) -> list[AmbER2Model]:
+def _models(n: int, dropout: float, dtype=torch.float64, head_layers: int = 1) -> list[AmbER2Model]:
     models = []
     for seed in range(n):
         torch.manual_seed(seed)
         models.append(AmbER2Model(12, 10, ["a", "b", "c"], "test", hidden_dim=8, fusion_dim=6,
-                                  dropout=dropout).to(dtype))
+                                  dropout=dropout, head_layers=head_layers).to(dtype))
     return models
 
 
 # ---------------------------------------------------------------------------------------------- ensemble
 
 
+@pytest.mark.parametrize("kind, head_layers", [(FastEnsemble, 1), (GenericEnsemble, 1), (GenericEnsemble, 2)],
+                         ids=["fast", "generic", "generic-deeper-heads"])
 @pytest.mark.parametrize("shared", [False, True], ids=["rows-per-group", "same-rows-for-all"])
-def test_batched_forward_and_gradients_equal_amber2model(shared):
+def test_batched_forward_and_gradients_equal_amber2model(shared, kind, head_layers):
     """Run r of the ensemble computes what AmbER2Model with run r's weights computes, and the same gradient."""
-    models = _models(4, dropout=0.0)
-    ens = Ensemble(models, group_size=2, dtype=torch.float64)
+    models = _models(4, dropout=0.0, head_layers=head_layers)
+    ens = kind(models, group_size=2, dtype=torch.float64)
     xa, xt = torch.randn(2, 5, 12, dtype=torch.float64), torch.randn(2, 5, 10, dtype=torch.float64)
     if shared:
         xa, xt = xa[:1].expand(2, 5, 12), xt[:1].expand(2, 5, 10)
@@ -69,9 +76,50 @@ def test_batched_forward_and_gradients_equal_amber2model(shared):
             torch.testing.assert_close(logits[m][r].T, out[head], rtol=0, atol=1e-12)
         model.zero_grad()
         sum((out[h] * upstream[m][r].T).sum() for m, h in enumerate(HEADS)).backward()
-        extracted = ens.write_into(_models(1, 0.0)[0], r, grads=True)
+        extracted = ens.write_into(_models(1, 0.0, head_layers=head_layers)[0], r, grads=True)
         for (name, p), q in zip(model.named_parameters(), extracted.parameters()):
             torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=1e-12, msg=f"run {r} {name}")
+
+
+def test_fast_path_equals_generic_path():
+    """The hand-written ensemble is only an optimisation: same logits, same gradients, same predictions."""
+    models = _models(4, dropout=0.0)
+    fast, generic = FastEnsemble(models, 2, dtype=torch.float64), GenericEnsemble(models, 2, dtype=torch.float64)
+    xa, xt = torch.randn(2, 9, 12, dtype=torch.float64), torch.randn(2, 9, 10, dtype=torch.float64)
+    upstream = [torch.randn(4, 3, 9, dtype=torch.float64) for _ in HEADS]
+    grads = []
+    for ens in (fast, generic):
+        logits, cache = ens.forward(xa.clone(), xt.clone(), train=True)
+        ens.backward(cache, upstream)
+        grads.append([p.grad for r in range(4) for p in ens.write_into(_models(1, 0.0)[0], r, grads=True).parameters()])
+        if ens is fast:
+            ref_logits = logits
+    for a, b in zip(ref_logits, logits):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast.predict(xa[0], xt[0]), generic.predict(xa[0], xt[0]), rtol=0, atol=1e-12)
+
+
+def test_fast_path_refuses_deeper_heads():
+    with pytest.raises(ProtocolError, match="head_layers"):
+        FastEnsemble(_models(2, 0.0, head_layers=2), group_size=1)
+    with pytest.raises(ProtocolError, match="head_layers"):
+        ProtocolConfig(head_layers=2, ensemble="fast")
+    assert ProtocolConfig().ensemble == "fast" and ProtocolConfig(head_layers=2).ensemble == "generic"
+
+
+def test_deeper_heads_train_through_the_protocol(data, tmp_path):
+    """Any architecture the config expresses trains with no new gradient code, and ships as a checkpoint."""
+    cfg = ProtocolConfig(**{**SMALL, "seeds": (0,), "lambda_mai_grid": (0.5,), "max_epochs": 3, "head_layers": 2})
+    result = run_protocol(data, cfg)
+    assert result.metrics["amber2"]["AT"]["js"]["mean"] < 0.5
+    model = train_final(data, cfg, 0.5, 4.0)
+    assert model.config.head_layers == 2 and len(model.heads["A"]) == 7
+    from amber2.model import load_model
+    model.save_pretrained(tmp_path)
+    audio, text = torch.randn(3, 20), torch.randn(3, 16)
+    torch.testing.assert_close(load_model(tmp_path).predict(audio, text)["AT"], model.predict(audio, text)["AT"])
 
 
 def test_extracted_model_predicts_like_the_ensemble():
@@ -179,13 +227,14 @@ def test_precision_flag():
         ProtocolConfig(precision="fp16")
 
 
-def test_best_epoch_weights_are_restored(data):
+@pytest.mark.parametrize("kind", [FastEnsemble, GenericEnsemble], ids=["fast", "generic"])
+def test_best_epoch_weights_are_restored(data, kind):
     """Each run ends with the weights of its best validation epoch, chosen per run by masking."""
     cfg = ProtocolConfig(**{**SMALL, "max_epochs": 5, "lr": 3e-2, "dropout": 0.0})
     runs = fold_runs(cfg)
     fit, val = validation_split(np.flatnonzero(data.folds != 0), data.groups, 0.2, 0)
     init = {s: AmbER2Model(20, 16, list(data.classes), "synthetic", 32, 32, 0.0) for s in cfg.seeds}
-    ens = Ensemble([init[r.seed] for r in runs], 3)
+    ens = kind([init[r.seed] for r in runs], 3)
     tensors = {k: torch.from_numpy(getattr(data, k)) for k in ("audio", "text", "y")}
     from amber2.losses import class_balanced_weights
     trained = train_ensemble(ens, runs, tensors, fit, val, cfg, class_balanced_weights(tensors["y"][fit]),
@@ -355,3 +404,60 @@ def test_bad_input_gets_a_clear_message(data):
         with pytest.raises(ProtocolError, match="no CUDA GPU"):
             ProtocolConfig(device="cuda")
     assert ProtocolConfig(device="auto").device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_eq6_exactly_as_written():
+    """`lambda_expert=0` without stop-gradients is the paper's Eq. 6: the experts learn only through MAI (and
+    u_m), so with lambda_mai = 0 their heads get no gradient, and with lambda_mai > 0 they do."""
+    from train.fit import EnsembleLoss
+
+    with pytest.raises(ProtocolError, match="lambda_expert"):
+        ProtocolConfig(lambda_expert=0.0)          # detached experts with no rater term would never learn
+    cfg = ProtocolConfig(lambda_expert=0.0, detach_experts=False, detach_weights=False)
+    logits = [torch.randn(2, 4, 8) for _ in HEADS]
+    y = torch.softmax(torch.randn(1, 8, 4), -1)
+    runs = [RunSpec(0, "amber2", 0.0, 4.0), RunSpec(0, "amber2", 0.5, 4.0)]
+    grads, _ = EnsembleLoss(runs, cfg, None, torch.device("cpu"))(logits, y, group_size=2)
+    audio, text, fused = grads
+    assert audio[0].abs().max() == 0 and text[0].abs().max() == 0 and fused[0].abs().max() > 0
+    assert audio[1].abs().max() > 0 and text[1].abs().max() > 0
+    default = EnsembleLoss(runs, ProtocolConfig(), None, torch.device("cpu"))(logits, y, group_size=2)[0]
+    assert default[0][0].abs().max() > 0            # the default: each expert also learns from the raters
+
+
+def test_predictions_file_recomputes_the_reported_metrics(result, data, tmp_path):
+    from train.results import save_predictions
+
+    path = save_predictions(result, tmp_path / "predictions.npz", ids=[f"item{i}" for i in range(len(data.y))])
+    with np.load(path) as z:
+        assert z["ids"][3] == "item3" and z["y"].shape == data.y.shape
+        np.testing.assert_array_equal(z["folds"], data.folds)
+        for method in ("cbce", "amber2"):
+            for head in HEADS:
+                pred = z[f"{method}_{head}"]
+                assert pred.shape == (len(SMALL["seeds"]), *data.y.shape)
+                for seed, p in enumerate(pred):
+                    got = all_metrics(z["y"], p)
+                    for metric, value in got.items():
+                        assert value == pytest.approx(result.metrics[method][head][metric]["per_seed"][seed])
+
+
+def test_paired_bootstrap_interval(result, data):
+    """AmbER² minus CB-CE on the same items: the point difference is that of the reported means, the interval
+    holds it, a resample's metrics equal amber2.metrics on the resampled items, and seeds are counted."""
+    from train.results import _metrics_of, _per_item, paired_bootstrap
+
+    ours, base = result.predictions["amber2"][:, 2], result.predictions["cbce"][:, 2]
+    rows = np.random.default_rng(5).integers(0, len(data.y), len(data.y))
+    parts = _per_item(data.y, ours[0])
+    expected = all_metrics(data.y[rows], ours[0][rows])
+    for k, v in _metrics_of(parts, rows, data.y.shape[1]).items():
+        assert v == pytest.approx(expected[k])
+    boot = paired_bootstrap(data.y, ours, base, n_resamples=200, seed=0)
+    for k, row in boot.items():
+        reported = result.metrics["amber2"]["AT"][k]["mean"] - result.metrics["cbce"]["AT"][k]["mean"]
+        assert row["difference"] == pytest.approx(reported, abs=1e-9)
+        assert row["low"] <= row["difference"] <= row["high"] and row["low"] < row["high"]
+        assert 0 <= row["better_seeds"] <= 2
+    same = paired_bootstrap(data.y, ours, ours, n_resamples=50)
+    assert all(r["low"] == r["high"] == r["difference"] == 0 for r in same.values())

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.protocol import ProtocolConfig, run_protocol, synthetic_data
+from train.config import synthetic_data
+from train.protocol import ProtocolConfig, run_protocol
 from train.report import PAPER, ReportError, paper_key, write_report
 
 

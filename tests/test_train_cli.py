@@ -5,8 +5,10 @@ cache); the protocol runs with tiny settings. The only thing replaced is the Hug
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +98,38 @@ def test_rerun_resumes_finished_folds(iemocap_run, corpora, feature_cache, caplo
     assert caplog.text.count("loaded from") == 2, "both finished folds are read back, not retrained"
     after = json.loads((iemocap_run / "report.json").read_text())["metrics"]
     assert after == before
+
+
+@pytest.mark.slow
+def test_deeper_heads_and_eq6_train_from_the_cli_and_serve_the_app(corpora, feature_cache, tmp_path, capsys):
+    """`--head-layers 2` trains through the generic ensemble (no gradient code of its own), `--loss eq6` is the
+    paper's Eq. 6; the checkpoint serves `python -m amber2 analyze --model` and the app's Analyzer, and the
+    run leaves per-item predictions that reproduce the report."""
+    from amber2.__main__ import main as amber2_main
+    from amber2.model import load_model
+    from amber2.pipeline import Analyzer
+
+    out = tmp_path / "deep"
+    assert train_cli("iemocap", corpora["iemocap"], out, feature_cache, "--head-layers", "2", "--loss", "eq6") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["head_layers"] == 2 and report["config"]["ensemble"] == "generic"
+    assert report["config"]["lambda_expert"] == 0 and not report["config"]["detach_experts"]
+    assert set(report["paired"]) == {"js", "bc", "r2", "acc", "f1", "wf1"}
+    model = load_model(out / "model")
+    assert model.config.head_layers == 2 and len(model.heads["AT"]) == 7
+    with np.load(out / "predictions.npz") as z:
+        assert z["amber2_AT"].shape == (2, *z["y"].shape) and len(z["ids"]) == len(z["folds"]) == len(z["y"])
+        from amber2.metrics import all_metrics
+        js = [all_metrics(z["y"], p)["js"] for p in z["amber2_AT"]]
+    assert np.mean(js) == pytest.approx(report["metrics"]["amber2"]["AT"]["js"]["mean"])
+    clip = next((corpora["iemocap"] / "Session1" / "sentences" / "wav").rglob("*.wav"))
+    capsys.readouterr()
+    assert amber2_main(["analyze", str(clip), "--model", str(out / "model"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    printed = printed[0] if isinstance(printed, list) else printed
+    assert abs(sum(printed["fused"]) - 1.0) < 1e-5
+    result = Analyzer(model=out / "model").analyze(clip, transcript=printed["transcript"])
+    np.testing.assert_allclose(result.fused, printed["fused"], atol=1e-6)
 
 
 @pytest.mark.slow
@@ -254,3 +288,27 @@ def test_inspect_subcommand_is_delegated(shared_dir, capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "1440 items" in printed and "neutral       288" in printed
     assert len(out_csv.read_text().strip().splitlines()) == 1441
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command-line help
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "evaluate", "inspect"])
+def test_every_flag_says_what_it_does(command):
+    from train import demo, evaluate, inspect, run
+
+    parser = {"run": run, "demo": demo, "evaluate": evaluate, "inspect": inspect}[command].build_parser()
+    for action in parser._actions:
+        if action.dest != "help":
+            said = re.sub(r"\(default[^)]*\)", "", action.help or "")
+            assert len(said.split()) >= 3, f"{command} {action.option_strings}: {action.help!r}"
+
+
+def test_every_protocol_setting_is_described_and_head_layers_reaches_the_config():
+    from train.config import ProtocolConfig
+    from train.run import PROTOCOL_HELP, build_parser, protocol_from_args
+
+    assert {f.name for f in dataclasses.fields(ProtocolConfig)} - {"seeds"} <= set(PROTOCOL_HELP)
+    args = build_parser().parse_args(["--dataset", "csv", "--out", "x", "--device", "cpu", "--head-layers", "2"])
+    assert protocol_from_args(args).head_layers == 2

@@ -29,10 +29,8 @@ Choices the paper does not make (it has no demo corpus), each a field of `DemoCo
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from amber2.examples import SHARED
+from amber2.files import atomic_write, cache_root
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SPACE = "demo7"
@@ -85,8 +84,7 @@ class DemoConfig:
     folds: int = 5
     voice: str = "en-us"
     words_per_minute: int = 150
-    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get(
-        "AMBER2_CACHE", Path.home() / ".cache" / "amber2")) / "demo")
+    cache_dir: Path = field(default_factory=lambda: cache_root() / "demo")
 
     @property
     def speech_dir(self) -> Path:
@@ -149,21 +147,18 @@ def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minut
     path = Path(directory) / f"{_content_hash(f'{voice}|{words_per_minute}|{spoken}')}.wav"
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".wav.tmp")
-    os.close(fd)
-    try:
+
+    def speak(tmp: Path) -> None:
         # "--" keeps an utterance starting with "-" from being read as an option
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", tmp, "--", spoken],
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(tmp), "--", spoken],
                        check=True, capture_output=True, timeout=ESPEAK_TIMEOUT_S)
-        os.replace(tmp, path)
+
+    try:
+        return atomic_write(path, speak)
     except subprocess.TimeoutExpired as exc:
         raise DemoError(f"espeak-ng took longer than {ESPEAK_TIMEOUT_S:.0f} s on {spoken[:60]!r}") from exc
     except subprocess.CalledProcessError as exc:
         raise DemoError(f"espeak-ng failed on {spoken[:60]!r}: {exc.stderr.decode(errors='replace')}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 def voice_pool(cfg: DemoConfig, progress: bool = True) -> list[Path]:
@@ -360,23 +355,31 @@ def build_parser():
         "Rebuild the bundled demo model from ../shared/data: RAVDESS + nEMO voices and EmotionLines + GoEmotions "
         "words (paired with a flat-voice pool), CB-CE vs AmbER² through the protocol, report into --report-dir, "
         "checkpoint and card into --out. Every stage is cached and resumes where it stopped."))
-    p.add_argument("--out", type=Path, default=DEMO_OUT, help=f"checkpoint folder (default {DEMO_OUT})")
-    p.add_argument("--report-dir", type=Path, default=DEMO_REPORT, help=f"report folder (default {DEMO_REPORT})")
+    p.add_argument("--out", type=Path, default=DEMO_OUT,
+                   help="folder that receives the checkpoint and its model card (default %(default)s)")
+    p.add_argument("--report-dir", type=Path, default=DEMO_REPORT,
+                   help="folder that receives the cross-validated report and its README (default %(default)s)")
     for name in ("ravdess", "nemo", "emotionlines", "goemotions"):
         p.add_argument(f"--{name}-root", type=Path, default=getattr(DemoConfig, f"{name}_root"),
-                       help=f"the {name} folder (default: under ../shared/data)")
+                       help=f"where the {name} release is (default %(default)s)")
     p.add_argument("--emotionlines-max", type=int, default=DemoConfig.emotionlines_max,
-                   help="most EmotionLines utterances, whole dialogues, most emotional first (default: all)")
+                   help="most EmotionLines utterances to use, as whole dialogues, most emotional first "
+                        "(default %(default)s: all)")
     p.add_argument("--goemotions-per-class", type=int, default=DemoConfig.goemotions_per_class,
                    help="most GoEmotions comments per majority class (default %(default)s)")
     p.add_argument("--text-audio", choices=("pool", "spoken"), default=DemoConfig.text_audio,
-                   help="voice of text-only items: a clip from a fixed flat-voice pool (default), or espeak-ng "
-                        "reading each item (slow: one synthesis and one encoder pass per item)")
-    p.add_argument("--voice", default=DemoConfig.voice, help="espeak-ng voice for --text-audio spoken")
+                   help="voice of text-only items: a clip from a fixed flat-voice pool (pool, the default), or "
+                        "espeak-ng reading each item (spoken; slow: one synthesis and one encoder pass per item)")
+    p.add_argument("--voice", default=DemoConfig.voice,
+                   help="espeak-ng voice that reads the items under --text-audio spoken (default %(default)s)")
     p.add_argument("--words-per-minute", type=int, default=DemoConfig.words_per_minute,
-                   help="espeak-ng speed for --text-audio spoken")
-    p.add_argument("--work-dir", type=Path, help="protocol state (default: CACHE_DIR/protocol-<settings hash>)")
-    add_output_flags(p, DemoConfig().cache_dir, DEMO_AUDIO_ENCODER, DEMO_TEXT_ENCODER)
+                   help="espeak-ng speed under --text-audio spoken (default %(default)s)")
+    p.add_argument("--work-dir", type=Path,
+                   help="folder of the protocol's finished folds, so a rerun resumes "
+                        "(default: CACHE_DIR/protocol-<hash of the corpus recipe and protocol settings>)")
+    add_output_flags(p, DemoConfig().cache_dir, DEMO_AUDIO_ENCODER, DEMO_TEXT_ENCODER,
+                     cache_help="folder of the demo's caches: synthesised speech, features (CACHE_DIR/features) "
+                                "and protocol state")
     add_protocol_flags(p, {**DEMO_PROTOCOL, "device": "auto"})
     return p
 

@@ -12,9 +12,10 @@ say what the number is worth:
   logistic regression trained on other voice corpora (`--anchor-train NAME=DIR ...`, default RAVDESS and
   nEMO from the shared folder; the evaluation corpus itself is never among them).
 
-Output (OUT, default runs/evaluate-<dataset>): evaluation.json (every number), evaluation.md (the table) and
-confusion.png (the audio head's confusion matrix: rows true, columns predicted). Whisper vectors share the
-trainer's feature cache (--cache-dir); eGeMAPS vectors are cached beside them, keyed by the file's sha1.
+Output (OUT, default runs/evaluate-<dataset>, train.evaluation_report): evaluation.json (every number),
+evaluation.md (the table) and confusion.png (the audio head's confusion matrix: rows true, columns predicted).
+Whisper vectors share the trainer's feature cache (--cache-dir); eGeMAPS vectors are cached beside them, keyed
+by the file's sha1. The anchors themselves are train.anchors; the scores, train.scoring.
 
 The TEXT head, on plain written sentences:
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -40,198 +40,41 @@ from typing import Sequence
 import numpy as np
 
 from amber2.examples import SHARED
-
-from train.run import DEFAULT_CACHE, RunError, configure_logging, guarded, load_encoders
+from train.anchors import egemaps_anchor, egemaps_features, spectral_tilt, tfidf_anchor
+from train.evaluation_report import text_report, write_outputs
+from train.run import RunError, configure_logging, default_feature_cache, guarded, load_encoders
+from train.scoring import angry_neutral_auc, class_summary, classifier_scores, head_scores
 
 log = logging.getLogger("train")
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICE_DATASETS = ("emovo", "ravdess", "nemo", "csv")
 DEFAULT_ANCHORS = {"ravdess": SHARED / "data" / "ravdess", "nemo": SHARED / "data" / "nemo"}
-EGEMAPS_ENCODER = "opensmile-egemaps-v02"
-EGEMAPS_DIM = 88
-TILT_CUTOFF_HZ = 1000.0
-METHODS = {"audio_head": "model audio head", "spectral_tilt": "spectral tilt", "egemaps_lr": "eGeMAPS+LR"}
 SENTENCES = "sentences"
 SENTENCES_TSV = ROOT / "assets" / "eval" / "plain-sentences.tsv"
 TEXT_ANCHOR_CORPORA = ("emotionlines", "goemotions")
-TEXT_METHODS = {"text_head": "model text head", "tfidf_lr": "TF-IDF+LR"}
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The measures
+# Shared by both evaluations
 
 
-def spectral_tilt(samples: np.ndarray, sr: int = 16000) -> float:
-    """Share of spectral power above 1 kHz over the frames at least as energetic as the median frame.
+def load_checkpoint(model_ref: str | Path):
+    """The checkpoint, or a one-line RunError."""
+    from amber2.model import load_model
 
-    25 ms Hann-windowed frames every 10 ms; frame loudness = frame energy. A silent clip gives 0.
-    """
-    x = np.asarray(samples, dtype=np.float64).ravel()
-    size, hop = round(0.025 * sr), round(0.010 * sr)
-    x = np.pad(x, (0, max(0, size - len(x))))
-    frames = np.lib.stride_tricks.sliding_window_view(x, size)[::hop] * np.hanning(size)
-    energy = np.sum(frames ** 2, axis=1)
-    power = np.abs(np.fft.rfft(frames[energy >= np.median(energy)], axis=1)) ** 2
-    total = power.sum()
-    high = power[:, np.fft.rfftfreq(size, 1.0 / sr) > TILT_CUTOFF_HZ].sum()
-    return float(high / total) if total > 0 else 0.0
+    try:
+        return load_model(model_ref)
+    except ValueError as exc:
+        raise RunError(f"cannot load the model: {exc}") from None
 
 
-def uar(y_true: Sequence, y_pred: Sequence, classes: Sequence | None = None) -> tuple[float, dict[str, float]]:
-    """Unweighted average recall over `classes` (default: those in y_true) and each class's recall."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    classes = list(classes) if classes is not None else sorted(set(y_true.tolist()))
-    recall = {}
-    for c in classes:
-        mask = y_true == c
-        if not mask.any():
-            raise ValueError(f"class {c!r} has no item in y_true: its recall is undefined")
-        recall[str(c)] = float(np.mean(y_pred[mask] == c))
-    return float(np.mean(list(recall.values()))), recall
-
-
-def angry_neutral_auc(y_true: Sequence[str], scores: Sequence[float]) -> float | None:
-    """ROC AUC of `scores` (higher = angrier) over the clips labelled angry or neutral; None without both."""
-    from sklearn.metrics import roc_auc_score
-
-    y, s = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
-    mask = (y == "angry") | (y == "neutral")
-    positive = y[mask] == "angry"
-    if positive.all() or not positive.any():
-        return None
-    return float(roc_auc_score(positive, s[mask]))
-
-
-def egemaps_features(paths: Sequence[Path], cache_dir: Path, progress: bool = True,
-                     batch_size: int = 64) -> tuple[np.ndarray, list[int]]:
-    """(N, 88) eGeMAPSv02 functionals of the readable files and their indices in `paths`.
-
-    Vectors are cached by the file's sha1 (kind "egemaps"), one shard per finished batch, so a stopped
-    extraction resumes; unreadable files are logged and left out.
-    """
-    from tqdm.auto import tqdm
-
-    from amber2.audio import SAMPLE_RATE, AudioError, load_audio
-    from train.features import ShardCache, sha1_file
-
-    cache = ShardCache(Path(cache_dir), "egemaps", EGEMAPS_ENCODER, EGEMAPS_DIM)
-    keys: dict[int, str] = {}
-    for i, path in enumerate(paths):
-        try:
-            keys[i] = sha1_file(Path(path))
-        except OSError as exc:
-            log.warning("eGeMAPS: cannot read %s: %s", path, exc.strerror or exc)
-    todo = {k: Path(paths[i]) for i, k in keys.items() if k not in cache.vectors}
-    smile = None
-    done_keys, done = [], []
-    for key, path in tqdm(todo.items(), desc="eGeMAPS functionals", unit="clip", disable=not progress,
-                          dynamic_ncols=True):
-        try:
-            samples = load_audio(path)
-        except (AudioError, OSError) as exc:
-            log.warning("eGeMAPS: skipped %s: %s", path, exc)
-            continue
-        if smile is None:
-            import opensmile
-
-            smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                    feature_level=opensmile.FeatureLevel.Functionals)
-        done_keys.append(key)
-        done.append(smile.process_signal(samples, SAMPLE_RATE).to_numpy(dtype=np.float32).ravel())
-        if len(done) >= batch_size:
-            cache.put(done_keys, np.stack(done))
-            done_keys, done = [], []
-    if done:
-        cache.put(done_keys, np.stack(done))
-    cache.compact()
-    kept = [i for i in range(len(paths)) if keys.get(i) in cache.vectors]
-    x = np.stack([cache.vectors[keys[i]] for i in kept]) if kept else np.zeros((0, EGEMAPS_DIM), np.float32)
-    return x, kept
-
-
-def balanced_lr_probs(features, train_x, train_y: np.ndarray, eval_x, n_classes: int, what: str) -> np.ndarray:
-    """Fit `features` (a sklearn transformer) + LogisticRegression(max_iter=2000, class_weight="balanced") on
-    (train_x, class indices train_y); (N, n_classes) probabilities for eval_x (0 for classes absent from
-    training). `what` names the training items in the error."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    if len(set(np.asarray(train_y).tolist())) < 2:
-        raise RunError(f"the {what} anchor needs training items of at least two classes")
-    clf = make_pipeline(features, LogisticRegression(max_iter=2000, class_weight="balanced"))
-    clf.fit(train_x, train_y)
-    probs = np.zeros((len(eval_x), n_classes))
-    probs[:, clf.classes_] = clf.predict_proba(eval_x)
-    return probs
-
-
-def egemaps_anchor(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, n_classes: int) -> np.ndarray:
-    """Standardised eGeMAPS functionals + balanced logistic regression (`balanced_lr_probs`)."""
-    from sklearn.preprocessing import StandardScaler
-
-    return balanced_lr_probs(StandardScaler(), np.nan_to_num(train_x), train_y, np.nan_to_num(eval_x), n_classes,
-                             "eGeMAPS")
-
-
-def tfidf_anchor(train_texts: Sequence[str], train_y: np.ndarray, eval_texts: Sequence[str],
-                 n_classes: int) -> np.ndarray:
-    """TF-IDF (word 1-2 grams, sublinear tf, min_df=2) + balanced logistic regression (`balanced_lr_probs`)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return balanced_lr_probs(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2), list(train_texts),
-                             train_y, list(eval_texts), n_classes, "TF-IDF")
-
-
-def classifier_scores(probs: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> dict:
-    """UAR, accuracy, per-class recall (over the classes in `truth`) and angry-vs-neutral AUC (p(angry))."""
-    names = np.asarray(classes)
-    true_names, pred_names = names[truth], names[np.argmax(probs, axis=1)]
-    present = [c for c in classes if c in set(true_names.tolist())]
-    score, recall = uar(true_names, pred_names, present)
-    auc = angry_neutral_auc(true_names, probs[:, list(classes).index("angry")]) if "angry" in classes else None
-    return {"n_clips": int(len(truth)), "uar": score, "accuracy": float(np.mean(true_names == pred_names)),
-            "recall": recall, "auc_angry_neutral": auc}
-
-
-def confusion(truth: np.ndarray, pred: np.ndarray, rows: Sequence[int], n_classes: int) -> np.ndarray:
-    """Counts: one row per true class in `rows`, one column per class of the label space."""
-    counts = np.zeros((len(rows), n_classes), dtype=np.int64)
-    row_of = {c: r for r, c in enumerate(rows)}
-    for t, p in zip(truth, pred):
-        counts[row_of[int(t)], int(p)] += 1
-    return counts
-
-
-def plot_confusion(counts: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str, path: Path,
-                   xlabel: str = "predicted (audio head, empty transcript)",
-                   ylabel: str = "true (majority label)") -> Path:
-    """Confusion-matrix PNG: counts written in the cells, colour = share of the row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.9 * len(columns), 2.0 + 0.7 * len(rows)), constrained_layout=True)
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    for r in range(len(rows)):
-        for c in range(len(columns)):
-            ax.text(c, r, str(counts[r, c]), ha="center", va="center", fontsize=10,
-                    color="white" if share[r, c] > 0.5 else "black")
-    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.2)
-    plt.close(fig)
-    return path
+def _model_name(model_ref: str | Path) -> str:
+    return Path(str(model_ref).rstrip("/")).name or str(model_ref)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The evaluation
+# The audio head on a voice corpus
 
 
 def _same_folder(a: Path, b: Path) -> bool:
@@ -284,18 +127,19 @@ def run_egemaps_anchor(eval_paths: list[Path], truth: np.ndarray, anchors: dict[
     return {**classifier_scores(probs, truth[kept], classes), "train": train}
 
 
-def evaluate(model_ref: str | Path, dataset: str, root: Path, out: Path, cache_dir: Path = DEFAULT_CACHE,
+def evaluate(model_ref: str | Path, dataset: str, root: Path, out: Path, cache_dir: Path | None = None,
              anchors: dict[str, Path] | None = None, progress: bool = True, batch_size: int = 8) -> dict:
     """Score a checkpoint's audio head and the two anchors on a voice corpus; write OUT's three files.
 
-    anchors: eGeMAPS training corpora (name -> folder); None = DEFAULT_ANCHORS that exist, {} = no anchor.
-    Returns what evaluation.json holds.
+    cache_dir: the feature cache (default: the trainer's); anchors: eGeMAPS training corpora (name -> folder),
+    None = DEFAULT_ANCHORS that exist, {} = no anchor. Returns what evaluation.json holds.
     """
     from amber2.audio import load_audio
     from tqdm.auto import tqdm
 
     from train.features import extract_features
 
+    cache_dir = Path(cache_dir) if cache_dir else default_feature_cache()
     dataset = dataset.lower().replace("_", "-")
     if dataset not in VOICE_DATASETS:
         raise RunError(f"evaluate scores voices: --dataset must be one of {', '.join(VOICE_DATASETS)} "
@@ -446,132 +290,6 @@ def evaluate_sentences(model_ref: str | Path, tsv: Path = SENTENCES_TSV, out: Pa
     return result
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Shared by both
-
-
-def load_checkpoint(model_ref: str | Path):
-    """The checkpoint, or a one-line RunError."""
-    from amber2.model import load_model
-
-    try:
-        return load_model(model_ref)
-    except ValueError as exc:
-        raise RunError(f"cannot load the model: {exc}") from None
-
-
-def _model_name(model_ref: str | Path) -> str:
-    return Path(str(model_ref).rstrip("/")).name or str(model_ref)
-
-
-def class_summary(truth: np.ndarray, classes: Sequence[str]) -> dict:
-    """The classes present in `truth` (label-space order), their counts, and chance UAR."""
-    present = [classes[k] for k in sorted(set(truth.tolist()))]
-    names = np.asarray(classes)[truth]
-    return {"classes": present, "class_counts": {c: int(np.sum(names == c)) for c in present},
-            "chance": 1.0 / len(present)}
-
-
-def head_scores(probs: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> dict:
-    """`classifier_scores` + the confusion counts (rows: the true classes present; columns: every class)."""
-    rows = sorted(set(truth.tolist()))
-    scores = classifier_scores(probs, truth, classes)
-    counts = confusion(truth, np.argmax(probs, axis=1), rows, len(classes))
-    scores["confusion"] = {"rows": [classes[k] for k in rows], "columns": list(classes), "counts": counts.tolist()}
-    return scores
-
-
-def write_outputs(out: Path, result: dict, head: str, title: str, **labels: str) -> None:
-    """OUT/confusion.png (of result[head]), OUT/evaluation.json and OUT/evaluation.md."""
-    out.mkdir(parents=True, exist_ok=True)
-    matrix = result[head]["confusion"]
-    plot_confusion(np.array(matrix["counts"]), matrix["rows"], matrix["columns"], title, out / "confusion.png",
-                   **labels)
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "evaluation.md").write_text(markdown_report(result))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Tables
-
-
-def _is_text(result: dict) -> bool:
-    return "text_head" in result
-
-
-def _cell(result: dict, method: str, *keys: str) -> str:
-    value = result[method]
-    for k in keys:
-        value = value.get(k) if isinstance(value, dict) else None
-    return "-" if value is None else f"{value:.3f}"
-
-
-def table_rows(result: dict) -> list[list[str]]:
-    """Header + rows for each method ('-' where it does not apply): voices UAR, accuracy, angry-vs-neutral AUC;
-    sentences accuracy, UAR; then each class's recall."""
-    methods = TEXT_METHODS if _is_text(result) else METHODS
-    uar_row = [f"UAR (chance {result['chance']:.3f})", *(_cell(result, m, "uar") for m in methods)]
-    accuracy_row = ["accuracy", *(_cell(result, m, "accuracy") for m in methods)]
-    if _is_text(result):
-        rows = [["", *methods.values()], accuracy_row, uar_row]
-    else:
-        rows = [["", *methods.values()], uar_row, accuracy_row,
-                ["AUC angry vs neutral", *(_cell(result, m, "auc_angry_neutral") for m in methods)]]
-    rows += [[f"recall {c} (n={n})", *(_cell(result, m, "recall", c) for m in methods)]
-             for c, n in result["class_counts"].items()]
-    return rows
-
-
-def _anchor_note(result: dict) -> str:
-    name, anchor, unit = (("TF-IDF+LR", result["tfidf_lr"], "texts") if _is_text(result)
-                          else ("eGeMAPS+LR", result["egemaps_lr"], "clips"))
-    if "skipped" in anchor:
-        return f"{name} not run: {anchor['skipped']}"
-    note = f"{name} trained on " + ", ".join(f"{k} ({v[f'n_{unit}']} {unit})" for k, v in anchor["train"].items())
-    if anchor.get("missing"):
-        note += "; not found, left out: " + ", ".join(f"{k} ({v})" for k, v in anchor["missing"].items())
-    return note
-
-
-def _headline(result: dict) -> str:
-    if _is_text(result):
-        return (f"{result['model']}: text head on {result['root']} ({result['n_sentences']} sentences, "
-                f"{len(result['classes'])} classes)")
-    return (f"{result['model']}: audio head (empty transcript) on {result['dataset']} ({result['n_clips']} clips, "
-            f"{len(result['classes'])} classes)")
-
-
-def text_report(result: dict) -> str:
-    """The table as printed by the command."""
-    rows = table_rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [_headline(result), ""]
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-              for r in rows]
-    return "\n".join(lines + ["", _anchor_note(result)])
-
-
-def _markdown_intro(result: dict) -> list[str]:
-    if _is_text(result):
-        return [f"# {result['model']}: text head on {Path(result['root']).name}", "",
-                f"{result['n_sentences']} sentences from `{result['root']}`, {len(result['classes'])} classes; the "
-                f"text head reads each sentence's {result['text_encoder']} vector (the audio vector is zeros, "
-                f"which that head never reads). A class's row is its recall, the share of its sentences labelled "
-                f"right. {_anchor_note(result)}."]
-    return [f"# {result['model']}: audio head on {result['dataset']}", "",
-            f"{result['n_clips']} clips from `{result['root']}`, {len(result['classes'])} classes; the audio "
-            f"head reads each clip with an empty transcript (the voice alone). Spectral tilt is a single "
-            f"untrained score, so it has an AUC only. {_anchor_note(result)}."]
-
-
-def markdown_report(result: dict) -> str:
-    """evaluation.md: the same table in markdown."""
-    rows = table_rows(result)
-    lines = [*_markdown_intro(result), "",
-             "| " + " | ".join(rows[0]) + " |", "|---|" + "---:|" * (len(rows[0]) - 1)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(lines + ["", "![confusion matrix](confusion.png)", ""])
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Command line
@@ -597,18 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
         "Score a checkpoint's audio head on a labelled voice corpus it was not trained on, next to two "
         "acoustic anchors (spectral tilt, eGeMAPS + logistic regression); or, with --dataset sentences, its text "
         "head on a TSV of sentences, next to a TF-IDF + logistic regression anchor."))
-    p.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
+    p.add_argument("--model", required=True,
+                   help="the checkpoint to score: a folder written by the trainer or a Hugging Face repo id")
     p.add_argument("--dataset", required=True,
-                   help=f"voice corpus format ({', '.join(VOICE_DATASETS)}) or {SENTENCES} (the text head)")
-    p.add_argument("--root", type=Path, help="corpus folder (csv: the CSV file; sentences: the TSV, default "
-                                             f"{SENTENCES_TSV.relative_to(ROOT)})")
-    p.add_argument("--out", type=Path, help="output folder (default runs/evaluate-<dataset>)")
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"feature cache (default {DEFAULT_CACHE})")
+                   help=f"what to score it on: a voice corpus in one of the formats {', '.join(VOICE_DATASETS)} "
+                        f"(the audio head, empty transcripts), or {SENTENCES} (the text head on a TSV)")
+    p.add_argument("--root", type=Path,
+                   help="where that data is: the corpus folder (csv: the CSV file; sentences: the TSV, default "
+                        f"{SENTENCES_TSV.relative_to(ROOT)})")
+    p.add_argument("--out", type=Path, help="folder that receives evaluation.json, evaluation.md and confusion.png "
+                                            "(default runs/evaluate-<dataset>)")
+    p.add_argument("--cache-dir", type=Path, default=default_feature_cache(),
+                   help="folder where Whisper and eGeMAPS vectors are cached and reused (default %(default)s)")
     p.add_argument("--anchor-train", nargs="*", metavar="NAME=DIR",
-                   help="voice corpora the eGeMAPS anchor is trained on (default: ravdess and nemo under "
-                        f"{SHARED / 'data'}); the flag alone skips that anchor")
-    p.add_argument("--feature-batch-size", type=int, default=8, help="clips per encoder call")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help="voice corpora the eGeMAPS anchor is trained on, as format=folder (default: ravdess and "
+                        f"nemo under {SHARED / 'data'}); the flag alone skips that anchor")
+    p.add_argument("--feature-batch-size", type=int, default=8,
+                   help="clips per encoder call while extracting features (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars (e.g. when logging to a file)")
     return p
 
 

@@ -30,6 +30,8 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from amber2.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 # Bump when the way vectors are computed changes, so old caches are not mixed with new vectors.
@@ -188,14 +190,14 @@ class ShardCache:
 
     def _write(self, keys: list[str], vectors: np.ndarray) -> Path:
         name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
-        tmp = self.dir / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            np.savez(f, keys=np.array(keys, dtype=str), vectors=vectors, encoder=np.array(self.encoder_name))
-            f.flush()
-            os.fsync(f.fileno())
-        final = self.dir / name
-        os.replace(tmp, final)
-        return final
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=np.array(keys, dtype=str), vectors=vectors, encoder=np.array(self.encoder_name))
+                f.flush()
+                os.fsync(f.fileno())   # the shard is whole on disk before its name appears
+
+        return atomic_write(self.dir / name, write)
 
     def compact(self) -> None:
         """Merge this process's view of the shards into one, then remove the merged ones."""

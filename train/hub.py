@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
-from amber2.metrics import ALL_METRICS
+from amber2.metrics import ALL_METRICS, METRIC_LABELS
 from amber2.model import CONFIG_FILE, WEIGHTS_FILE, AmbER2Model, load_model
 
 CARD_FILE = "README.md"
@@ -23,7 +23,6 @@ PAPER = "AmbER²: Dual Ambiguity-Aware Emotion Recognition Applied to Speech and
 TAGS = ["emotion-recognition", "speech-emotion-recognition", "multimodal", "soft-labels", "amber2"]
 # Weights trained on RAVDESS or nEMO inherit their share-alike licence (CC BY-NC-SA 4.0).
 SHARE_ALIKE = {"ravdess": "cc-by-nc-sa-4.0", "nemo": "cc-by-nc-sa-4.0"}
-METRIC_HEADERS = {"js": "JS ↓", "bc": "BC ↑", "r2": "R² ↑", "acc": "ACC ↑", "f1": "F1 ↑", "wf1": "W-F1 ↑"}
 
 
 class HubError(RuntimeError):
@@ -104,7 +103,7 @@ def metric_table(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """A markdown table: one row per method, the six metrics first (paper order), then any others."""
     names = [m for m in ALL_METRICS if any(m in row for row in metrics.values())]
     names += sorted({m for row in metrics.values() for m in row} - set(names))
-    lines = ["| Method | " + " | ".join(METRIC_HEADERS.get(m, m) for m in names) + " |",
+    lines = ["| Method | " + " | ".join(METRIC_LABELS.get(m, m) for m in names) + " |",
              "|---" * (len(names) + 1) + "|"]
     for method, row in metrics.items():
         lines.append(f"| {method} | " + " | ".join(_metric_cell(row.get(m)) for m in names) + " |")
@@ -142,7 +141,8 @@ def render_card(card: CardInfo, config: Mapping[str, Any]) -> str:
             "", "## Encoders", "",
             f"- **audio**: `{audio_enc}` ({config.get('audio_dim', '?')}-d utterance vector)",
             f"- **text**: `{text_enc}` ({config.get('text_dim', '?')}-d utterance vector)",
-            f"- **heads**: gated fusion ({config.get('fusion_dim', '?')}-d) and three two-layer MLPs "
+            f"- **heads**: gated fusion ({config.get('fusion_dim', '?')}-d) and three MLPs of "
+            f"{config.get('head_layers', 1) + 1} layers "
             f"({config.get('hidden_dim', '?')} hidden units): A (audio), T (text), AT (fused student)",
             "", "## Protocol", ""]
     if isinstance(card.protocol, Mapping):

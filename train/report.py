@@ -7,14 +7,13 @@ beside ours.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
 
-METRIC_LABELS = {"js": "JS ↓", "bc": "BC ↑", "r2": "R² ↑", "f1": "F1 ↑", "wf1": "W-F1 ↑", "acc": "ACC ↑"}
-DISTRIBUTION = ("js", "bc", "r2")
+from amber2.files import atomic_write_text
+from amber2.metrics import DISTRIBUTION_METRICS, METRIC_LABELS
+
 CLASSIFICATION = ("f1", "wf1", "acc")            # the paper's column order in Tables 2 and 4
 HEAD_LABELS = {"T": "Text (p_T)", "A": "Audio (p_A)", "AT": "Audio + Text (p_A+T)"}   # the paper's row order
 METHOD_LABELS = {"cbce": "Baseline (CB-CE)", "amber2": "AmbER²"}
@@ -154,6 +153,25 @@ _PRECISION = {"fp32": "Arithmetic: float32.",
                       "in float32)."}
 
 
+def _paired_section(data: dict, student: str) -> list[str]:
+    """AmbER² minus CB-CE with paired bootstrap intervals over items (absent in reports made before them)."""
+    paired = data.get("paired")
+    if not paired:
+        return []
+    first = next(iter(paired.values()))
+    rows = []
+    for k, r in paired.items():
+        verdict = ("AmbER² better" if (r["low"] > 0) == r["higher_is_better"] else "CB-CE better") \
+            if r["low"] > 0 or r["high"] < 0 else "tie (interval holds 0)"
+        rows.append([METRIC_LABELS[k], f"{r['difference']:+.4f}", f"[{r['low']:+.4f}, {r['high']:+.4f}]",
+                     f"{r['better_seeds']} of {r['seeds']}", verdict])
+    return [f"## AmbER² minus CB-CE, paired over items ({student} head)",
+            f"Difference of the seed-averaged metrics on the same items; {first['level']:.0%} percentile interval "
+            f"of {first['resamples']} paired bootstrap resamples of the items (fixed seed); seeds where AmbER² "
+            "is better on the full sample. Per-item predictions: predictions.npz.",
+            _table(["Metric", "AmbER² − CB-CE", "interval", "seeds AmbER² better", "verdict"], rows)]
+
+
 def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figure: str, html: str) -> str:
     """report.md: the paper's Tables 1-4 layout, then selection and the Fig. 2 analysis."""
     cfg, metrics, student = data["config"], data["metrics"], data["config"]["student"]
@@ -179,17 +197,18 @@ def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figur
                      "the paper, Wav2Vec2 + BERT features); ours come from the features this run was given.")
     parts += [
         "## Table 1. Baseline (CB-CE) per modality, distribution metrics",
-        _per_head_table(metrics, paper, DISTRIBUTION, pname),
+        _per_head_table(metrics, paper, DISTRIBUTION_METRICS, pname),
         "## Table 2. Baseline (CB-CE) per modality, classification metrics",
         _per_head_table(metrics, paper, CLASSIFICATION, pname),
         "## Table 3. AmbER² vs baseline, distribution metrics",
-        _versus_table(metrics, paper, DISTRIBUTION, student, pname),
+        _versus_table(metrics, paper, DISTRIBUTION_METRICS, student, pname),
         "## Table 4. AmbER² vs baseline, classification metrics",
         _versus_table(metrics, paper, CLASSIFICATION, student, pname),
         "## AmbER² per head",
-        _table(["Modality"] + [METRIC_LABELS[k] for k in DISTRIBUTION + CLASSIFICATION],
-               [[HEAD_LABELS[h]] + [_cell(metrics["amber2"][h][k]) for k in DISTRIBUTION + CLASSIFICATION]
+        _table(["Modality"] + [METRIC_LABELS[k] for k in DISTRIBUTION_METRICS + CLASSIFICATION],
+               [[HEAD_LABELS[h]] + [_cell(metrics["amber2"][h][k]) for k in DISTRIBUTION_METRICS + CLASSIFICATION]
                 for h in HEAD_LABELS]),
+        *_paired_section(data, student),
         "## Selected hyper-parameters per fold",
         _selection_table(data),
         f"## Fig. 2. Performance at different ambiguity levels ({student} head)",
@@ -282,13 +301,6 @@ def render_fig2_html(binned: dict, student: str, path: Path, title: str) -> None
     path.write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(result: Any, out_dir: str | Path, dataset_name: str,
                  paper: str | bool | None = None) -> dict[str, Path]:
     """Write report.json, report.md, fig2_ambiguity.png and fig2_ambiguity.html into out_dir.
@@ -316,6 +328,6 @@ def write_report(result: Any, out_dir: str | Path, dataset_name: str,
     render_fig2_png(data["binned"], student, paths["png"], title)
     render_fig2_html(data["binned"], student, paths["html"], title)
     payload = {"dataset": dataset_name, **data, "paper": {"dataset": PAPER_NAMES[key], **PAPER[key]} if key else None}
-    _atomic_text(paths["json"], json.dumps(payload, indent=1, allow_nan=False))
-    _atomic_text(paths["md"], markdown)
+    atomic_write_text(paths["json"], json.dumps(payload, indent=1, allow_nan=False))
+    atomic_write_text(paths["md"], markdown)
     return paths

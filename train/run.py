@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from amber2.files import cache_root
+
 log = logging.getLogger("train")
 
-DEFAULT_CACHE = Path(os.environ.get("AMBER2_CACHE", Path.home() / ".cache" / "amber2")) / "features"
 # What the licences of the corpora this trainer knows ask of a model trained on them (model card).
 CORPUS_LICENCES = {
     "iemocap": "IEMOCAP is distributed by USC SAIL under a research licence; check it before sharing weights.",
@@ -53,6 +53,11 @@ class RunError(RuntimeError):
     """A user mistake or an environment problem; printed as one line, no traceback."""
 
 
+def default_feature_cache() -> Path:
+    """Where extracted features are cached unless --cache-dir says otherwise: $AMBER2_CACHE/features."""
+    return cache_root() / "features"
+
+
 @dataclass
 class RunConfig:
     """Where things are read and written, and which encoders embed them (not the protocol's numbers)."""
@@ -60,7 +65,7 @@ class RunConfig:
     out: Path
     audio_encoder: str = "whisper-base"
     text_encoder: str = "minilm-l6"
-    cache_dir: Path = DEFAULT_CACHE
+    cache_dir: Path = field(default_factory=default_feature_cache)
     feature_batch_size: int = 8
     final_seed: int | None = None
     push_to_hub: str | None = None
@@ -99,8 +104,8 @@ class RunOutcome:
 # Exceptions that mean a user mistake or a missing resource, not a bug: printed as one line, no traceback.
 # Named, not imported, so an error path never pays for importing torch or transformers.
 USER_ERRORS = {
-    ("train.run", "RunError"), ("train.datasets", "DatasetError"), ("train.features", "FeatureError"),
-    ("train.protocol", "ProtocolError"), ("train.hub", "HubError"), ("train.demo", "DemoError"),
+    ("train.run", "RunError"), ("train.datasets.corpus", "DatasetError"), ("train.features", "FeatureError"),
+    ("train.config", "ProtocolError"), ("train.hub", "HubError"), ("train.demo", "DemoError"),
     ("amber2.audio", "AudioError"), ("amber2.encoders", "EncoderError"), ("amber2.asr", "WhisperLoadError"),
 }
 
@@ -127,7 +132,7 @@ def merge_folds(folds: Sequence[int | None], n_folds: int) -> np.ndarray:
 def protocol_data(corpus, feats, n_folds: int, audio_encoder: str, text_encoder: str):
     """The protocol's input from a corpus and its extracted features (skipped items left out)."""
     from amber2.labels import votes_to_distribution
-    from train.protocol import ProtocolData
+    from train.config import ProtocolData
 
     items = [corpus.items[i] for i in feats.kept]
     y = np.stack([votes_to_distribution(np.asarray(it.votes, dtype=np.float64)) for it in items])
@@ -152,6 +157,7 @@ def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
     """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
     from train import hub, protocol as proto, report
     from train.features import extract_features
+    from train.results import PREDICTIONS_FILE, save_predictions
 
     audio_enc, text_enc = encoders or load_encoders(cfg.audio_encoder, cfg.text_encoder)
     log.info("%s: %d items; extracting features (cache: %s)", corpus.name, len(corpus.items), cfg.cache_dir)
@@ -165,6 +171,7 @@ def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
              protocol.n_folds, len(protocol.seeds), len(protocol.grid), protocol.max_epochs, cfg.work_dir)
     result = proto.run_protocol(data, protocol, cfg.work_dir, log=log.info)
     report.write_report(result, cfg.report_dir, corpus.name)
+    save_predictions(result, Path(cfg.report_dir) / PREDICTIONS_FILE, data.ids)
 
     lambda_mai, kappa = proto.final_hyperparameters(result)
     seed = protocol.seeds[0] if cfg.final_seed is None else cfg.final_seed
@@ -211,25 +218,79 @@ def model_card_info(corpus, data, protocol, result, lambda_mai: float, kappa: fl
 # Command line
 
 
+# What each ProtocolConfig field does, as its flag's help (the default is appended).
+PROTOCOL_HELP = {
+    "n_folds": "cross-validation folds; each is the test set once (a corpus with more folds of its own has them "
+               "merged round-robin)",
+    "lambda_mai_grid": "λ_MAI values tried on each fold's validation split: the weight of MAI, the student's "
+                       "distance to the reliability-weighted expert heads (Eq. 4, 6)",
+    "kappa_grid": "κ values tried on each fold's validation split: how sharply the expert weights favour the "
+                  "expert closest to the raters (Eq. 5)",
+    "lambda_rai": "λ_RAI, the weight of RAI, the student's distance to the rater distribution (Eq. 3, 6)",
+    "student": "the head AmbER² teaches and the report compares: A (audio), T (text) or AT (fused)",
+    "lambda_expert": "weight of each expert head's own distance to the rater distribution (0 with "
+                     "--no-detach-experts --no-detach-weights is Eq. 6 exactly as written)",
+    "detach_experts": "MAI teaches the student only (--no-detach-experts: it also pulls the experts toward "
+                      "the student)",
+    "detach_weights": "no gradient flows through the expert reliability weights of Eq. 5",
+    "include_baseline": "also train the CB-CE baseline, one run per seed, for the report's comparison",
+    "max_epochs": "epochs each run trains; the best epoch on the validation split is kept",
+    "batch_size": "training items per optimizer step",
+    "lr": "AdamW learning rate",
+    "weight_decay": "AdamW weight decay",
+    "hidden_dim": "hidden units of each head",
+    "fusion_dim": "width of the gated fusion of the audio and text vectors",
+    "dropout": "dropout rate in the heads during training",
+    "head_layers": "hidden layers per head; 1 = the paper's two-layer MLP heads",
+    "val_fraction": "share of the training folds held out to choose the epoch and the grid point",
+    "val_by_group": "draw the validation split by speaker/dialogue group (--no-val-by-group: by item, at random)",
+    "standardize": "z-score the features with the statistics of the items each run trains on",
+    "split_seed": "seed of the validation splits",
+    "selection_metric": "validation score of the student head that picks the epoch and the grid point: js, bc, "
+                        "r2, acc, f1 or wf1",
+    "n_bins": "ambiguity (rater-entropy) bins of the report's Fig. 2 analysis",
+    "bin_mode": "ambiguity bins of equal entropy width (width) or equal item count (quantile)",
+    "std_ddof": "delta degrees of freedom of the ± std over seeds (1: sample, 0: population)",
+    "device": "torch device the runs train on: auto (a CUDA GPU when present), cpu, cuda, cuda:1, ...",
+    "runs_per_batch": "most runs trained at once as one batched model; lower it when memory runs out",
+    "num_threads": "CPU threads torch may use (default: as torch has it)",
+    "eval_rows": "items per batched evaluation pass; lower it when memory runs out",
+    "precision": "arithmetic of the first-layer products: auto (bf16 where the device has it natively), fp32 "
+                 "or bf16",
+    "ensemble": "how the runs train at once: auto (fast for the paper's heads, else generic), fast (written out "
+                "by hand, head_layers 1 only) or generic (the model's own forward, vmapped)",
+}
+
+
+# `--loss`: named sets of the loss fields; eq6 is the paper's Eq. 6 as written (experts learn only through MAI)
+LOSS_PRESETS = {"default": {}, "eq6": {"lambda_expert": 0.0, "detach_experts": False, "detach_weights": False}}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _shown(default: Any) -> str:
+    return " ".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+
+
 def add_protocol_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
-    """One flag per ProtocolConfig field (typed from its default), plus --folds, --epochs, --seeds N."""
-    from train.protocol import ProtocolConfig
+    """One flag per ProtocolConfig field (typed from its default, described by PROTOCOL_HELP), plus the short
+    forms --folds and --epochs and --seeds N."""
+    from train.config import ProtocolConfig
 
     defaults = defaults or {}
-    group = parser.add_argument_group("protocol (train.protocol.ProtocolConfig)")
-    base = ProtocolConfig()
+    group = parser.add_argument_group("protocol (train.config.ProtocolConfig)")
     short = {"n_folds": "--folds", "max_epochs": "--epochs"}
     for f in dataclasses.fields(ProtocolConfig):
         if f.name == "seeds":
             continue
-        default = defaults.get(f.name, getattr(base, f.name))
+        # the declared default, not an instance's: __post_init__ resolves "auto" settings for this machine
+        default = defaults.get(f.name, f.default)
         flags = [_flag(f.name)] + ([short[f.name]] if f.name in short else [])
+        what = PROTOCOL_HELP.get(f.name, f.name.replace("_", " "))
         kw: dict[str, Any] = {"dest": f"protocol_{f.name}", "default": default, "metavar": f.name.upper(),
-                              "help": f"default: {default}"}
+                              "help": what if default is None else f"{what} (default: {_shown(default)})"}
         if isinstance(default, bool):
             kw["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
@@ -239,16 +300,22 @@ def add_protocol_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]
         else:
             kw["type"] = type(default)
         group.add_argument(*flags, **kw)
-    seeds = defaults.get("seeds", base.seeds)
+    group.add_argument("--loss", choices=sorted(LOSS_PRESETS), default="default",
+                       help="loss preset: default (each expert also learns from the raters, stop-gradients as "
+                            "documented) or eq6 (the paper's Eq. 6 exactly: --lambda-expert 0 "
+                            "--no-detach-experts --no-detach-weights, overriding those flags)")
+    seeds = defaults.get("seeds", ProtocolConfig.seeds)
     group.add_argument("--seeds", dest="protocol_seeds", nargs="+", type=int, default=list(seeds), metavar="N",
-                       help=f"one number N: seeds 0..N-1; several: those seeds (default: {' '.join(map(str, seeds))})")
+                       help="training seeds, each a full repeat of the protocol: one number N means seeds 0..N-1, "
+                            f"several numbers those seeds (default: {_shown(seeds)})")
 
 
 def protocol_from_args(args: argparse.Namespace):
-    """ProtocolConfig from the parsed flags (device 'auto' -> cuda when present)."""
-    from train.protocol import ProtocolConfig
+    """ProtocolConfig from the parsed flags (device 'auto' -> cuda when present; --head-layers included)."""
+    from train.config import ProtocolConfig
 
     values = {k[len("protocol_"):]: v for k, v in vars(args).items() if k.startswith("protocol_")}
+    values.update(LOSS_PRESETS[getattr(args, "loss", "default")])
     seeds = values.pop("seeds")
     values["seeds"] = tuple(range(seeds[0])) if len(seeds) == 1 else tuple(seeds)
     if values.get("device") in (None, "auto"):
@@ -262,23 +329,29 @@ def protocol_from_args(args: argparse.Namespace):
 
 
 def add_output_flags(parser: argparse.ArgumentParser, cache_default: Path, audio_encoder: str = "whisper-base",
-                     text_encoder: str = "minilm-l6") -> None:
-    """Flags shared by `run` and `demo`: encoders, cache, hub, progress."""
+                     text_encoder: str = "minilm-l6",
+                     cache_help: str = "folder where extracted features are cached and reused by later runs") -> None:
+    """Flags shared by `run` and `demo`: encoders, cache, final model, hub, progress."""
     parser.add_argument("--audio-encoder", default=audio_encoder,
-                        help="amber2 audio encoder: whisper-base (30 s padded window, last layer, mean), "
-                             "whisper-base/L<blocks>-<mean|meanstd> (the clip's own frames, e.g. "
-                             "whisper-base/L3-meanstd), whisper-tiny.en, wav2vec2:<hub id or dir> "
+                        help="amber2 audio encoder that turns each clip into a vector: whisper-base (30 s padded "
+                             "window, last layer, mean), whisper-base/L<blocks>-<mean|meanstd> (the clip's own "
+                             "frames, e.g. whisper-base/L3-meanstd), whisper-tiny.en, wav2vec2:<hub id or dir> "
                              "(default %(default)s)")
     parser.add_argument("--text-encoder", default=text_encoder,
-                        help="amber2 text encoder: minilm-l6, mpnet-base, bert:<id> (default %(default)s)")
-    parser.add_argument("--cache-dir", type=Path, default=cache_default,
-                        help=f"feature cache (default {cache_default})")
-    parser.add_argument("--feature-batch-size", type=int, default=8, help="clips per encoder call")
-    parser.add_argument("--final-seed", type=int, help="seed of the shipped model (default: first seed)")
-    parser.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the checkpoint folder to this repo")
-    parser.add_argument("--private", action="store_true", help="create the Hub repo private")
-    parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN / the saved login)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                        help="amber2 text encoder that turns each transcript into a vector: minilm-l6, mpnet-base, "
+                             "bert:<id> (default %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, default=cache_default, help=f"{cache_help} (default %(default)s)")
+    parser.add_argument("--feature-batch-size", type=int, default=8,
+                        help="clips per encoder call while extracting features (default %(default)s)")
+    parser.add_argument("--final-seed", type=int,
+                        help="seed of the final model trained on all items and shipped as the checkpoint "
+                             "(default: the first protocol seed)")
+    parser.add_argument("--push-to-hub", metavar="USER/REPO",
+                        help="after training, upload the checkpoint folder to this Hugging Face model repo")
+    parser.add_argument("--private", action="store_true", help="create that Hub repo as private")
+    parser.add_argument("--token", help="Hugging Face token for the upload (default: $HF_TOKEN or the saved login)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (e.g. when logging to a "
+                                                                   "file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,12 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Train CB-CE and AmbER² on a corpus with the paper's protocol, write the report and a checkpoint. "
         "Other commands: `python -m train inspect ...`, `python -m train demo ...`, "
         "`python -m train evaluate ...`."))
-    p.add_argument("--dataset", required=True, help=f"corpus format: {', '.join(DATASETS)}")
-    p.add_argument("--root", type=Path, help="corpus folder (csv: the CSV file)")
-    p.add_argument("--csv", type=Path, help="votes table for --dataset csv (instead of --root)")
-    p.add_argument("--space", help="label space (default: the corpus's own; required for csv)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (resumes a previous run in it)")
-    add_output_flags(p, DEFAULT_CACHE)
+    p.add_argument("--dataset", required=True, help=f"format of the corpus to train on: {', '.join(DATASETS)}")
+    p.add_argument("--root", type=Path, help="where the corpus is: its release folder (csv: the CSV file)")
+    p.add_argument("--csv", type=Path, help="the votes table for --dataset csv (instead of --root)")
+    p.add_argument("--space", help="label space the votes are counted in (default: the corpus's own; required "
+                                   "for csv)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder for the report, the checkpoint and the protocol state (a second run with "
+                        "the same folder resumes the first)")
+    add_output_flags(p, default_feature_cache())
     add_protocol_flags(p, {"device": "auto"})
     return p
 
