@@ -1,11 +1,14 @@
 """Evaluation metrics exactly as AER-LLM computes them (facts.md §3), overall and per ambiguity bin.
 
 Distribution metrics are computed per utterance and averaged: JS = Jensen-Shannon *distance* (square root of
-the divergence, natural log), BC = Bhattacharyya coefficient, R² = squared Pearson correlation between the
+the divergence, natural log, as AER-LLM's code), JSD bits = the Jensen-Shannon *divergence* in bits (base-2
+log, in [0, 1]; most likely the paper's "JS", see `jsd_bits`), BC = Bhattacharyya coefficient, R² = squared Pearson correlation between the
 true and predicted class vectors (population statistics; 0 when either vector is constant, e.g. a uniform
 prediction, instead of NaN). Classification metrics compare argmax(true) with argmax(pred), ties to the first
 index; macro-F1 averages over the classes present in either (scikit-learn's default), weighted-F1 weights each
-class by its true support. Inputs are numpy (n, C) probability arrays; outputs are plain floats.
+class by its true support. ECE (expected calibration error) bins the predicted top probability into 10 equal
+widths; an item is correct when argmax(pred) = argmax(true); ECE = sum over bins of n_b/N |accuracy_b -
+confidence_b|. Inputs are numpy (n, C) probability arrays; outputs are plain floats.
 """
 from __future__ import annotations
 
@@ -15,11 +18,16 @@ import numpy as np
 
 from amber2.labels import entropy
 
-DISTRIBUTION_METRICS = ("js", "bc", "r2")
+DISTRIBUTION_METRICS = ("js", "jsd_bits", "bc", "r2")
 CLASSIFICATION_METRICS = ("acc", "f1", "wf1")
-ALL_METRICS = DISTRIBUTION_METRICS + CLASSIFICATION_METRICS
+CALIBRATION_METRICS = ("ece",)
+ALL_METRICS = DISTRIBUTION_METRICS + CLASSIFICATION_METRICS + CALIBRATION_METRICS
 # How reports, model cards and figures name each metric, with the direction that is better.
-METRIC_LABELS = {"js": "JS ↓", "bc": "BC ↑", "r2": "R² ↑", "acc": "ACC ↑", "f1": "F1 ↑", "wf1": "W-F1 ↑"}
+METRIC_LABELS = {"js": "JS dist. (nat) ↓", "jsd_bits": "JSD (bits) ↓", "bc": "BC ↑", "r2": "R² ↑", "acc": "ACC ↑",
+                 "f1": "F1 ↑", "wf1": "W-F1 ↑", "ece": "ECE ↓"}
+HIGHER_IS_BETTER = {"js": False, "jsd_bits": False, "bc": True, "r2": True, "acc": True, "f1": True, "wf1": True,
+                    "ece": False}
+ECE_BINS = 10
 
 
 class MetricsError(ValueError):
@@ -54,7 +62,15 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(0.5 * kl(p) + 0.5 * kl(q), 0.0, None))
 
 
-def _r2(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def jsd_bits(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-row Jensen-Shannon divergence in bits (base-2 log, range [0, 1]): `js_distance` squared / ln 2.
+
+    The paper's tables most likely report this: for all eight of their rows JS / (1 - BC) lies in 1.09-1.12,
+    which the base-2 divergence reaches and the natural-log distance (about 1.4 on our runs) does not."""
+    return js_distance(p, q) ** 2 / np.log(2.0)
+
+
+def r2_per_item(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     pc = p - p.mean(axis=1, keepdims=True)
     qc = q - q.mean(axis=1, keepdims=True)
     denom = np.sqrt((pc**2).sum(axis=1) * (qc**2).sum(axis=1))
@@ -64,12 +80,13 @@ def _r2(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def distribution_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """{"js", "bc", "r2"}, each the mean over utterances."""
+    """{"js", "jsd_bits", "bc", "r2"}, each the mean over utterances."""
     y_true, y_pred = _check(y_true, y_pred)
     return {
         "js": float(js_distance(y_true, y_pred).mean()),
+        "jsd_bits": float(jsd_bits(y_true, y_pred).mean()),
         "bc": float(np.sqrt(y_true * y_pred).sum(axis=1).mean()),
-        "r2": float(_r2(y_true, y_pred).mean()),
+        "r2": float(r2_per_item(y_true, y_pred).mean()),
     }
 
 
@@ -95,9 +112,39 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
     }
 
 
+def confidence_bin(confidence: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
+    """Equal-width bin of each top probability: lo <= c < hi, 1.0 in the last bin."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+
+
+def reliability(y_true: np.ndarray, y_pred: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, list]:
+    """The reliability diagram's numbers: per equal-width bin of the top probability, its edges, the number of
+    items, their mean confidence and their accuracy (None in an empty bin)."""
+    y_true, y_pred = _check(y_true, y_pred)
+    confidence = y_pred.max(axis=1)
+    correct = (y_pred.argmax(axis=1) == y_true.argmax(axis=1)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = confidence_bin(confidence, n_bins)
+    counts = np.bincount(idx, minlength=n_bins)
+    conf = np.bincount(idx, weights=confidence, minlength=n_bins)
+    acc = np.bincount(idx, weights=correct, minlength=n_bins)
+    mean = lambda total: [float(t / n) if n else None for t, n in zip(total, counts)]  # noqa: E731
+    return {"edges": edges.tolist(), "n": counts.tolist(), "confidence": mean(conf), "accuracy": mean(acc)}
+
+
+def calibration_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """{"ece"}: expected calibration error of the top probability, 10 equal-width bins."""
+    curve = reliability(y_true, y_pred)
+    total = sum(curve["n"])
+    return {"ece": float(sum(n / total * abs(a - c) for n, a, c in zip(curve["n"], curve["accuracy"],
+                                                                      curve["confidence"]) if n))}
+
+
 def all_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """The six metrics together: js, bc, r2, acc, f1, wf1."""
-    return {**distribution_metrics(y_true, y_pred), **classification_metrics(y_true, y_pred)}
+    """Every metric together: js, jsd_bits, bc, r2, acc, f1, wf1, ece."""
+    return {**distribution_metrics(y_true, y_pred), **classification_metrics(y_true, y_pred),
+            **calibration_metrics(y_true, y_pred)}
 
 
 def ambiguity_bin_edges(y_true: np.ndarray, n_bins: int = 4,
@@ -126,7 +173,7 @@ def bin_index(y_true: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def binned_metrics(y_true: np.ndarray, y_pred: np.ndarray, edges: np.ndarray) -> list[dict]:
-    """Per entropy bin: {"lo", "hi", "n", and the six metrics}; an empty bin has n=0 and None metrics."""
+    """Per entropy bin: {"lo", "hi", "n", and every metric}; an empty bin has n=0 and None metrics."""
     y_true, y_pred = _check(y_true, y_pred)
     idx = bin_index(y_true, edges)
     rows = []

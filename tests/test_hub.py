@@ -70,7 +70,7 @@ def test_card_front_matter_and_sections(checkpoint):
 def test_metric_table_rows_and_paper_column_order(checkpoint):
     lines = (checkpoint / "README.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| Method"))
-    assert header == "| Method | JS ↓ | F1 ↑ |"
+    assert header == "| Method | JS dist. (nat) ↓ | F1 ↑ |"
     assert "| cbce | 0.301 ± 0.004 | 0.410 ± 0.010 |" in lines
     assert "| amber2 | 0.279 ± 0.002 | 0.430 ± 0.020 |" in lines
 

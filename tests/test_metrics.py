@@ -33,7 +33,7 @@ def test_distribution_metrics_against_references():
 
 def test_perfect_and_uniform_predictions():
     y = _votes(50, 4, 3)
-    assert distribution_metrics(y, y) == pytest.approx({"js": 0.0, "bc": 1.0, "r2": 1.0}, abs=1e-7)
+    assert distribution_metrics(y, y) == pytest.approx({"js": 0.0, "jsd_bits": 0.0, "bc": 1.0, "r2": 1.0}, abs=1e-7)
     uniform = np.full_like(y, 0.25)
     m = distribution_metrics(y, uniform)
     assert m["r2"] == 0.0 and np.isfinite(list(m.values())).all()
@@ -66,7 +66,40 @@ def test_ties_go_to_the_first_class():
     assert classification_metrics(y, np.array([[0.4, 0.6, 0.0], [0.0, 0.4, 0.6]]))["acc"] == 0.0
 
 
-def test_all_metrics_has_six_keys():
+def test_jsd_bits_is_scipys_base2_divergence():
+    """The paper's most likely JS: scipy's base-2 Jensen-Shannon distance, squared (a divergence in bits)."""
+    y, p = _votes(200, 5, 11), _probs(200, 5, 12)
+    m = distribution_metrics(y, p)
+    assert m["jsd_bits"] == pytest.approx(np.mean([jensenshannon(a, b, base=2) ** 2 for a, b in zip(y, p)]),
+                                          abs=1e-12)
+    assert distribution_metrics(np.array([[1.0, 0]]), np.array([[0, 1.0]]))["jsd_bits"] == pytest.approx(1.0)
+
+
+def _ece_reference(y, p, n_bins=10):
+    """ECE written out item by item, as the issue defines it."""
+    bins = [[] for _ in range(n_bins)]
+    for a, b in zip(y, p):
+        conf = float(np.max(b))
+        k = min(int(np.floor(conf * n_bins + 1e-12)), n_bins - 1)
+        bins[k].append((conf, float(np.argmax(b) == np.argmax(a))))
+    return sum(len(items) / len(y) * abs(np.mean([c for _, c in items]) - np.mean([f for f, _ in items]))
+               for items in bins if items)
+
+
+def test_ece_matches_a_direct_implementation():
+    from amber2.metrics import calibration_metrics, reliability
+
+    y, p = _votes(500, 4, 13), _probs(500, 4, 14, alpha=0.3)
+    assert calibration_metrics(y, p)["ece"] == pytest.approx(_ece_reference(y, p), abs=1e-12)
+    curve = reliability(y, p)
+    assert sum(curve["n"]) == 500 and len(curve["edges"]) == 11
+    confident = np.eye(4)[y.argmax(1)]                      # always right, always sure: perfectly calibrated
+    assert calibration_metrics(y, confident)["ece"] == pytest.approx(0.0)
+    wrong = np.eye(4)[(y.argmax(1) + 1) % 4]                  # always wrong, always sure: ECE 1
+    assert calibration_metrics(y, wrong)["ece"] == pytest.approx(1.0)
+
+
+def test_all_metrics_has_every_key():
     assert tuple(all_metrics(_votes(10, 3, 6), _probs(10, 3, 7))) == ALL_METRICS
 
 

@@ -290,7 +290,7 @@ def test_protocol_results_shape_and_content(result, data):
         assert pred.shape == (2, 3, len(data.y), 4) and np.isfinite(pred).all()
         for h, head in enumerate(HEADS):
             block = result.metrics[method][head]
-            assert set(block) == {"js", "bc", "r2", "acc", "f1", "wf1"}
+            assert set(block) == {"js", "jsd_bits", "bc", "r2", "acc", "f1", "wf1", "ece"}
             for s in range(2):                               # per seed: amber2.metrics on pooled predictions
                 expected = all_metrics(data.y, pred[s, h])
                 assert block["js"]["per_seed"][s] == pytest.approx(expected["js"])

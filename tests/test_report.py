@@ -31,7 +31,7 @@ def iemocap_report(result, tmp_path_factory):
 
 
 def test_report_files_exist(iemocap_report):
-    assert set(iemocap_report) == {"json", "md", "png", "html"}
+    assert set(iemocap_report) == {"json", "md", "png", "html", "reliability_png", "reliability_html"}
     for path in iemocap_report.values():
         assert path.is_file() and path.stat().st_size > 0
 
@@ -40,12 +40,12 @@ def test_markdown_has_the_four_tables_with_our_and_the_papers_numbers(result, ie
     md = iemocap_report["md"].read_text()
     for title in ("Table 1.", "Table 2.", "Table 3.", "Table 4.", "Fig. 2."):
         assert title in md
-    for label in ("JS ↓", "BC ↑", "R² ↑", "F1 ↑", "W-F1 ↑", "ACC ↑", "Text (p_T)", "Audio (p_A)",
+    for label in ("JS dist. (nat) ↓", "JSD (bits) ↓", "ECE ↓", "BC ↑", "R² ↑", "F1 ↑", "W-F1 ↑", "ACC ↑", "Text (p_T)", "Audio (p_A)",
                   "Audio + Text (p_A+T)", "Baseline (A+T)", "AmbER²"):
         assert label in md
     ours = result.metrics["amber2"]["AT"]["js"]
     base = result.metrics["cbce"]["AT"]["js"]
-    assert f"| JS ↓ | {base['mean']:.3f} ± {base['std']:.3f} | {ours['mean']:.3f} ± {ours['std']:.3f} |" in md
+    assert f"| JS dist. (nat) ↓ | {base['mean']:.3f} ± {base['std']:.3f} | {ours['mean']:.3f} ± {ours['std']:.3f} |" in md
     text_wf1 = result.metrics["cbce"]["T"]["wf1"]
     assert f"{text_wf1['mean']:.3f} ± {text_wf1['std']:.3f}" in md
     assert "0.193 ± 0.002" in md and "paper (IEMOCAP)" in md            # the paper's AmbER² JS on IEMOCAP
@@ -72,7 +72,8 @@ def test_json_holds_every_number(result, iemocap_report):
     assert data["dataset"] == "IEMOCAP"
     assert data["metrics"] == json.loads(json.dumps(result.to_dict()["metrics"]))
     assert len(data["binned"]["amber2"]["AT"]) == result.config["n_bins"]
-    assert data["paper"]["amber2"]["AT"]["js"] == [0.193, 0.002]
+    # the paper's "JS" sits beside the figure it most likely is: the divergence in bits
+    assert data["paper"]["amber2"]["AT"]["jsd_bits"] == [0.193, 0.002] and "js" not in data["paper"]["amber2"]["AT"]
     assert [f["fold"] for f in data["folds"]] == [0, 1]
 
 
@@ -118,8 +119,35 @@ def test_paper_constants_match_the_paper_text(shared_dir):
     for key, tables in PAPER.items():
         for head, label in labels.items():
             m = tables["cbce"][head]
-            assert _row(label, *(fmt(m[k]) for k in ("js", "bc", "r2"))) in text, (key, head)
+            assert _row(label, *(fmt(m[k]) for k in ("jsd_bits", "bc", "r2"))) in text, (key, head)
             assert _row(label, *(fmt(m[k]) for k in ("f1", "wf1", "acc"))) in text, (key, head)
-        for k, name in (("js", "JS ↓"), ("bc", "BC ↑"), ("r2", "R ² ↑"), ("f1", "F1 ↑"), ("wf1", "W-F1 ↑"),
+        for k, name in (("jsd_bits", "JS ↓"), ("bc", "BC ↑"), ("r2", "R ² ↑"), ("f1", "F1 ↑"), ("wf1", "W-F1 ↑"),
                         ("acc", "ACC ↑")):
             assert _row(name, fmt(tables["cbce"]["AT"][k]), fmt(tables["amber2"]["AT"][k])) in text, (key, k)
+
+
+def test_demo_readme_states_wins_ties_and_losses_with_intervals(result, tmp_path):
+    """The demo README's overall comparison counts each metric once, by whether its paired interval excludes 0,
+    and carries calibration and the Eq. 6 ablation."""
+    from train.demo import ablation_lines, calibration_lines, comparison_lines, write_demo_readme
+    from train.results import paired_bootstrap
+
+    data = json.loads(json.dumps(result.to_dict()))
+    lines = comparison_lines(data)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| metric")]
+    assert len(rows) == 8
+    verdicts = [row.rstrip(" |").rsplit("| ", 1)[-1] for row in rows]
+    for row, (k, r) in zip(verdicts, data["paired"].items()):
+        assert (row == "tie") == (r["low"] <= 0 <= r["high"]), k
+    wins, ties, losses = verdicts.count("AmbER²"), verdicts.count("tie"), verdicts.count("CB-CE")
+    assert f"AmbER² wins {wins}, ties {ties}, loses {losses}** of 8" in lines[0]
+    assert any("0." in line for line in calibration_lines(data)[2:4])
+    same = paired_bootstrap(result.y, result.predictions["amber2"][:, 2], result.predictions["amber2"][:, 2],
+                            n_resamples=20)
+    ablation = ablation_lines(data, data, same)
+    assert sum(line.endswith("| tie |") for line in ablation) == 8      # a run against itself ties everywhere
+    card = {"demo": {"recipe": "r", "counts": {"ravdess": 3}, "groups": {"ravdess": 1}}, "licences": ["x"],
+            "command": "python -m train demo"}
+    text = write_demo_readme(tmp_path, card, tmp_path / "m", (), data, ablation).read_text()
+    for title in ("paired over items", "Calibration", "Eq. 6 as written"):
+        assert title in text

@@ -114,14 +114,24 @@ def test_deeper_heads_and_eq6_train_from_the_cli_and_serve_the_app(corpora, feat
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["head_layers"] == 2 and report["config"]["ensemble"] == "generic"
     assert report["config"]["lambda_expert"] == 0 and not report["config"]["detach_experts"]
-    assert set(report["paired"]) == {"js", "bc", "r2", "acc", "f1", "wf1"}
+    assert set(report["paired"]) == {"js", "jsd_bits", "bc", "r2", "acc", "f1", "wf1", "ece"}
     model = load_model(out / "model")
     assert model.config.head_layers == 2 and len(model.heads["AT"]) == 7
+    # predictions.npz alone reproduces the report: every metric (ECE included) and the paired intervals
+    from amber2.metrics import all_metrics
+    from train.results import paired_bootstrap
     with np.load(out / "predictions.npz") as z:
         assert z["amber2_AT"].shape == (2, *z["y"].shape) and len(z["ids"]) == len(z["folds"]) == len(z["y"])
-        from amber2.metrics import all_metrics
-        js = [all_metrics(z["y"], p)["js"] for p in z["amber2_AT"]]
-    assert np.mean(js) == pytest.approx(report["metrics"]["amber2"]["AT"]["js"]["mean"])
+        for method in ("cbce", "amber2"):
+            for head in ("A", "T", "AT"):
+                per_seed = [all_metrics(z["y"], p) for p in z[f"{method}_{head}"]]
+                for metric, stat in report["metrics"][method][head].items():
+                    assert np.mean([m[metric] for m in per_seed]) == pytest.approx(stat["mean"]), metric
+        again = paired_bootstrap(z["y"], z["amber2_AT"], z["cbce_AT"])
+    for metric, row in report["paired"].items():
+        assert again[metric] == pytest.approx(row), metric
+    md = (out / "report.md").read_text()
+    assert "JSD (bits)" in md and "paired" in md and "ECE" in md and (out / "reliability.png").is_file()
     clip = next((corpora["iemocap"] / "Session1" / "sentences" / "wav").rglob("*.wav"))
     capsys.readouterr()
     assert amber2_main(["analyze", str(clip), "--model", str(out / "model"), "--json"]) == 0

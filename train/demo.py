@@ -310,9 +310,76 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
     return lines
 
 
-def write_demo_readme(report_dir: Path, card: dict, model_dir: Path, breakdown: Sequence[str] = ()) -> Path:
-    """README.md beside the demo's report: what the corpus is, where AmbER² wins, how to rebuild it, licences."""
+def _mean_std(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['std'] or 0.0:.3f}"
+
+
+def _interval(row: dict) -> str:
+    return f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}]"
+
+
+def _verdict(row: dict, better: str, worse: str) -> str:
+    if row["low"] <= 0 <= row["high"]:
+        return "tie"
+    return better if (row["low"] > 0) == row["higher_is_better"] else worse
+
+
+def comparison_lines(report: dict) -> list[str]:
+    """AmbER² vs CB-CE on the student head: both means, the paired interval, seeds won, the verdict."""
+    from amber2.metrics import METRIC_LABELS
+
+    paired, student, metrics = report.get("paired") or {}, report["config"]["student"], report["metrics"]
+    rows = [[METRIC_LABELS[k], _mean_std(metrics["cbce"][student][k]), _mean_std(metrics["amber2"][student][k]),
+             _interval(r), f"{r['better_seeds']} of {r['seeds']}", _verdict(r, "AmbER²", "CB-CE")]
+            for k, r in paired.items()]
+    if not rows:
+        return []
+    tally = Counter(row[-1] for row in rows)
+    first = next(iter(paired.values()))
+    return [f"Fused head ({student}), every item of the corpus predicted once per seed by a model that never saw "
+            f"its fold. AmbER² − CB-CE with a {first['level']:.0%} paired bootstrap interval over items "
+            f"({first['resamples']} resamples, seed-averaged); a metric is a win or a loss only when its interval "
+            f"excludes 0. **AmbER² wins {tally['AmbER²']}, ties {tally['tie']}, loses {tally['CB-CE']}** of "
+            f"{len(rows)} metrics.", "",
+            "| metric | CB-CE | AmbER² | AmbER² − CB-CE [95% interval] | seeds AmbER² better | verdict |",
+            "|---|---|---|---|---|---|", *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def calibration_lines(report: dict) -> list[str]:
+    """ECE per head and method (10 equal-width confidence bins), mean ± std over seeds."""
+    metrics = report["metrics"]
+    if "ece" not in metrics["amber2"]["AT"]:
+        return []
+    heads = (("A", "voice head"), ("T", "words head"), ("AT", "fused head"))
+    return ["| method | " + " | ".join(name for _, name in heads) + " |", "|---|---|---|---|",
+            *[f"| {label} | " + " | ".join(_mean_std(metrics[m][h]["ece"]) for h, _ in heads) + " |"
+              for m, label in (("cbce", "CB-CE"), ("amber2", "AmbER²"))],
+            "", "Reliability diagram: `reliability.png` (`reliability.html` interactive)."]
+
+
+def ablation_lines(report: dict, ablation: dict, paired: dict) -> list[str]:
+    """The paper's Eq. 6 as written against this project's default loss, same folds, seeds and grid."""
+    from amber2.metrics import METRIC_LABELS
+
+    student = report["config"]["student"]
+    rows = [f"| {METRIC_LABELS[k]} | {_mean_std(report['metrics']['amber2'][student][k])} | "
+            f"{_mean_std(ablation['metrics']['amber2'][student][k])} | {_interval(r)} | "
+            f"{_verdict(r, 'Eq. 6', 'default')} |" for k, r in paired.items()]
+    return ["Eq. 6 exactly as written (`--loss eq6`: no expert rater term, no stop-gradient, so the experts learn "
+            "only through MAI and u_m) against the default (each expert also learns from the raters; MAI teaches "
+            "the student only), AmbER² fused head, the same folds, seeds and grid; Eq. 6 − default with a 95% "
+            "paired bootstrap interval over items.", "",
+            "| metric | default | Eq. 6 | Eq. 6 − default [95% interval] | verdict |", "|---|---|---|---|---|",
+            *rows]
+
+
+def write_demo_readme(report_dir: Path, card: dict, model_dir: Path, breakdown: Sequence[str] = (),
+                      report: dict | None = None, ablation: Sequence[str] = ()) -> Path:
+    """README.md beside the demo's report: what the corpus is, where AmbER² wins (overall with paired intervals,
+    per source, calibration, the Eq. 6 ablation), how to rebuild it, licences."""
     demo = card["demo"]
+    overall = comparison_lines(report) if report else []
+    calibration = calibration_lines(report) if report else []
     text = "\n".join([
         "# The demo model's run", "",
         f"`report.md` and the figures in this folder are the cross-validated comparison (CB-CE vs AmbER²) "
@@ -320,17 +387,39 @@ def write_demo_readme(report_dir: Path, card: dict, model_dir: Path, breakdown: 
         "## Corpus", "", demo["recipe"], "",
         *[f"- {name}: {n} items ({demo['groups'][name]} speakers/dialogues/groups)"
           for name, n in demo["counts"].items()],
+        *(["", "## AmbER² against CB-CE, paired over items", "", *overall] if overall else []),
         *(["", "## Where AmbER² wins: held-out metrics per source", "",
            "Test-fold predictions (each item predicted once per seed, by a model that never saw its speaker, "
            "dialogue or comment), split by the corpus the item came from; mean ± std over seeds. Voice items "
            "have one vote (the actor's intended emotion), so UAR is their natural measure; word items have "
            "rater distributions.", "", *breakdown] if breakdown else []),
+        *(["", "## Calibration (ECE, lower is better)", "", *calibration] if calibration else []),
+        *(["", "## Ablation: the paper's Eq. 6 as written", "", *ablation] if ablation else []),
         "", "## Reproduce", "", "```bash", card["command"], "```", "",
         "## Licences", "", *[f"- {line}" for line in card["licences"]], ""])
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def eq6_ablation(corpus, run_cfg, protocol, default, report: dict) -> list[str]:
+    """Run the protocol again with the paper's Eq. 6 as written (state in its own folder, resumable) and
+    return the README lines comparing it with the default run `default` (a ProtocolResult)."""
+    from amber2.heads import HEADS
+    from train.config import ProtocolConfig
+    from train.protocol import run_protocol
+    from train.results import paired_bootstrap
+    from train.run import LOSS_PRESETS, corpus_data, log
+
+    eq6 = ProtocolConfig(**{**protocol.to_dict(), **LOSS_PRESETS["eq6"]})
+    data, _ = corpus_data(corpus, run_cfg, eq6.n_folds)
+    work = Path(run_cfg.work_dir)
+    result = run_protocol(data, eq6, work.with_name(work.name + "-eq6"), log=log.info)
+    student = HEADS.index(protocol.student)
+    paired = paired_bootstrap(data.y, result.predictions["amber2"][:, student],
+                              default.predictions["amber2"][:, student])
+    return ablation_lines(report, result.to_dict(), paired)
 
 
 CARD_NOTES = ROOT / "docs" / "demo-model.md"
@@ -374,6 +463,10 @@ def build_parser():
                    help="espeak-ng voice that reads the items under --text-audio spoken (default %(default)s)")
     p.add_argument("--words-per-minute", type=int, default=DemoConfig.words_per_minute,
                    help="espeak-ng speed under --text-audio spoken (default %(default)s)")
+    p.add_argument("--eq6-ablation", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the protocol with the paper's Eq. 6 exactly as written (--loss eq6) and compare "
+                        "it with the default loss in the report's README (about as long as the main protocol; "
+                        "its state is kept beside the main one, so a rerun resumes)")
     p.add_argument("--work-dir", type=Path,
                    help="folder of the protocol's finished folds, so a rerun resumes "
                         "(default: CACHE_DIR/protocol-<hash of the corpus recipe and protocol settings>)")
@@ -423,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_corpus(corpus, run_cfg, protocol, card=card)
         kept = [it.id for it in corpus.items if it.id not in outcome.skipped]
         breakdown = source_breakdown(outcome.result.predictions, outcome.result.y, kept)
-        write_demo_readme(Path(args.report_dir), card, Path(args.out), breakdown)
+        report = json.loads((Path(args.report_dir) / "report.json").read_text(encoding="utf-8"))
+        ablation = []
+        if args.eq6_ablation:
+            ablation = eq6_ablation(corpus, run_cfg, protocol, outcome.result, report)
+        write_demo_readme(Path(args.report_dir), card, Path(args.out), breakdown, report, ablation)
         append_card_notes(Path(args.out))
         print(summary_text(outcome))
         return 0

@@ -52,7 +52,7 @@ from train.config import (SELECTION, ProtocolConfig, ProtocolData, ProtocolError
 from train.ensemble import initial_model, make_ensemble
 from train.fit import train_ensemble
 from train.results import (FoldResult, ProtocolResult, load_fold, paired_bootstrap, pooled_predictions,
-                           save_fold, summarize)
+                           reliability_curves, save_fold, summarize)
 
 
 def select_grid_point(runs: Sequence[RunSpec], best_val: np.ndarray, metric: str) -> dict:
@@ -199,7 +199,7 @@ def run_protocol(data: ProtocolData, cfg: ProtocolConfig | None = None, out_dir:
     paired = paired_bootstrap(data.y, predictions["amber2"][:, student], predictions["cbce"][:, student]) \
         if {"amber2", "cbce"} <= set(predictions) else {}
     return ProtocolResult(cfg.to_dict(), data.classes, folds, predictions, data.y, metrics, edges, binned,
-                          selected, time.perf_counter() - t0, paired)
+                          selected, time.perf_counter() - t0, paired, reliability_curves(predictions, data.y))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -20,37 +20,42 @@ METHOD_LABELS = {"cbce": "Baseline (CB-CE)", "amber2": "AmbER²"}
 FIG2_PANELS = (("js", "bc", "r2"), ("acc", "wf1"))   # Fig. 2: top row, bottom row
 
 # The paper's Tables 1-4 (mean, std over 5 seeds). Tables 1/2: CB-CE per head; Tables 3/4: AmbER² (A+T).
+# The paper's "JS" is filed as jsd_bits (the JS divergence in bits), the figure it most likely is: JS_NOTE.
 PAPER: dict[str, dict[str, dict[str, dict[str, tuple[float, float]]]]] = {
     "iemocap": {
         "cbce": {
-            "T": {"js": (0.302, 0.001), "bc": (0.723, 0.001), "r2": (0.540, 0.001),
+            "T": {"jsd_bits": (0.302, 0.001), "bc": (0.723, 0.001), "r2": (0.540, 0.001),
                   "f1": (0.581, 0.007), "wf1": (0.574, 0.005), "acc": (0.571, 0.006)},
-            "A": {"js": (0.275, 0.004), "bc": (0.747, 0.003), "r2": (0.526, 0.003),
+            "A": {"jsd_bits": (0.275, 0.004), "bc": (0.747, 0.003), "r2": (0.526, 0.003),
                   "f1": (0.654, 0.004), "wf1": (0.538, 0.006), "acc": (0.544, 0.006)},
-            "AT": {"js": (0.216, 0.001), "bc": (0.803, 0.001), "r2": (0.628, 0.001),
+            "AT": {"jsd_bits": (0.216, 0.001), "bc": (0.803, 0.001), "r2": (0.628, 0.001),
                    "f1": (0.690, 0.003), "wf1": (0.655, 0.003), "acc": (0.654, 0.003)},
         },
         "amber2": {
-            "AT": {"js": (0.193, 0.002), "bc": (0.825, 0.001), "r2": (0.665, 0.002),
+            "AT": {"jsd_bits": (0.193, 0.002), "bc": (0.825, 0.001), "r2": (0.665, 0.002),
                    "f1": (0.695, 0.005), "wf1": (0.675, 0.004), "acc": (0.683, 0.003)},
         },
     },
     "msp-podcast": {
         "cbce": {
-            "T": {"js": (0.386, 0.001), "bc": (0.648, 0.001), "r2": (0.355, 0.005),
+            "T": {"jsd_bits": (0.386, 0.001), "bc": (0.648, 0.001), "r2": (0.355, 0.005),
                   "f1": (0.247, 0.003), "wf1": (0.535, 0.003), "acc": (0.446, 0.007)},
-            "A": {"js": (0.388, 0.001), "bc": (0.646, 0.001), "r2": (0.359, 0.002),
+            "A": {"jsd_bits": (0.388, 0.001), "bc": (0.646, 0.001), "r2": (0.359, 0.002),
                   "f1": (0.247, 0.001), "wf1": (0.522, 0.001), "acc": (0.478, 0.002)},
-            "AT": {"js": (0.368, 0.003), "bc": (0.664, 0.000), "r2": (0.378, 0.002),
+            "AT": {"jsd_bits": (0.368, 0.003), "bc": (0.664, 0.000), "r2": (0.378, 0.002),
                    "f1": (0.276, 0.001), "wf1": (0.552, 0.002), "acc": (0.473, 0.003)},
         },
         "amber2": {
-            "AT": {"js": (0.328, 0.001), "bc": (0.707, 0.000), "r2": (0.425, 0.001),
+            "AT": {"jsd_bits": (0.328, 0.001), "bc": (0.707, 0.000), "r2": (0.425, 0.001),
                    "f1": (0.369, 0.003), "wf1": (0.445, 0.002), "acc": (0.520, 0.001)},
         },
     },
 }
 PAPER_NAMES = {"iemocap": "IEMOCAP", "msp-podcast": "MSP-Podcast"}
+JS_NOTE = ("Two JS figures: *JS dist. (nat)* is the Jensen-Shannon distance with natural log (AER-LLM's code); "
+           "*JSD (bits)* is the Jensen-Shannon divergence in bits (= distance² / ln 2). The paper's \"JS\" sits in "
+           "the JSD (bits) column: for all eight of its rows JS / (1 − BC) lies between 1.09 and 1.12, which the "
+           "base-2 divergence reaches and the natural-log distance does not (ours: {ours}).")
 
 
 class ReportError(ValueError):
@@ -93,7 +98,7 @@ def _per_head_table(metrics: dict, paper: dict | None, keys: tuple[str, ...], pa
     """Tables 1/2: the baseline per head; the paper's rows follow ours."""
     rows = [[HEAD_LABELS[h]] + [_cell(metrics["cbce"][h][k]) for k in keys] for h in HEAD_LABELS]
     if paper:
-        rows += [[f"{HEAD_LABELS[h]}, paper ({paper_name})"] + [_cell(paper["cbce"][h][k]) for k in keys]
+        rows += [[f"{HEAD_LABELS[h]}, paper ({paper_name})"] + [_cell(paper["cbce"][h].get(k)) for k in keys]
                  for h in HEAD_LABELS]
     return _table(["Modality"] + [METRIC_LABELS[k] for k in keys], rows)
 
@@ -108,13 +113,13 @@ def _versus_table(metrics: dict, paper: dict | None, keys: tuple[str, ...], stud
     for k in keys:
         row = [METRIC_LABELS[k], _cell(metrics["cbce"][student][k]), _cell(metrics["amber2"][student][k])]
         if paper:
-            row += [_cell(paper["cbce"]["AT"][k]), _cell(paper["amber2"]["AT"][k])]
+            row += [_cell(paper["cbce"]["AT"].get(k)), _cell(paper["amber2"]["AT"].get(k))]
         rows.append(row)
     return _table(header, rows)
 
 
 def _binned_table(binned: dict, student: str) -> str:
-    keys = ("js", "bc", "r2", "acc", "wf1")
+    keys = ("js", "jsd_bits", "bc", "r2", "acc", "wf1")
     rows = []
     for method in ("cbce", "amber2"):
         for b in binned[method][student]:
@@ -153,6 +158,33 @@ _PRECISION = {"fp32": "Arithmetic: float32.",
                       "in float32)."}
 
 
+def _js_ratios(metrics: dict, student: str) -> str:
+    """Our JS / (1 − BC) for both figures (CB-CE and AmbER², student head): the evidence of JS_NOTE."""
+    out = []
+    for method in ("cbce", "amber2"):
+        m = metrics[method][student]
+        if m.get("jsd_bits") and m["bc"]["mean"] is not None and m["bc"]["mean"] < 1:
+            gap = 1 - m["bc"]["mean"]
+            out.append(f"{METHOD_LABELS[method]} distance {m['js']['mean'] / gap:.2f}, bits "
+                       f"{m['jsd_bits']['mean'] / gap:.2f}")
+    return "; ".join(out) or "not available"
+
+
+def _calibration_section(data: dict, png: str, html: str) -> list[str]:
+    """ECE per head and method, and the reliability diagram (absent in reports made before them)."""
+    metrics = data["metrics"]
+    if not data.get("calibration") or "ece" not in metrics["cbce"]["AT"]:
+        return []
+    rows = [[METHOD_LABELS[m]] + [_cell(metrics[m][h]["ece"]) for h in HEAD_LABELS] for m in ("cbce", "amber2")]
+    return ["## Calibration",
+            "ECE: 10 equal-width bins of the predicted top probability; an item counts as correct when the "
+            "predicted class is the raters' majority (ties to the first class); mean ± std over seeds. The "
+            "reliability diagram pools every seed's test predictions: a calibrated model's points lie on the "
+            "diagonal.",
+            _table(["Method"] + [HEAD_LABELS[h] for h in HEAD_LABELS], rows),
+            f"![Reliability diagram]({png})", f"Interactive version: [{html}]({html})."]
+
+
 def _paired_section(data: dict, student: str) -> list[str]:
     """AmbER² minus CB-CE with paired bootstrap intervals over items (absent in reports made before them)."""
     paired = data.get("paired")
@@ -172,7 +204,8 @@ def _paired_section(data: dict, student: str) -> list[str]:
             _table(["Metric", "AmbER² − CB-CE", "interval", "seeds AmbER² better", "verdict"], rows)]
 
 
-def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figure: str, html: str) -> str:
+def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figure: str, html: str,
+                    reliability_png: str = "reliability.png", reliability_html: str = "reliability.html") -> str:
     """report.md: the paper's Tables 1-4 layout, then selection and the Fig. 2 analysis."""
     cfg, metrics, student = data["config"], data["metrics"], data["config"]["student"]
     paper = PAPER.get(paper_key_) if paper_key_ else None
@@ -202,6 +235,7 @@ def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figur
         _per_head_table(metrics, paper, CLASSIFICATION, pname),
         "## Table 3. AmbER² vs baseline, distribution metrics",
         _versus_table(metrics, paper, DISTRIBUTION_METRICS, student, pname),
+        JS_NOTE.format(ours=_js_ratios(metrics, student)),
         "## Table 4. AmbER² vs baseline, classification metrics",
         _versus_table(metrics, paper, CLASSIFICATION, student, pname),
         "## AmbER² per head",
@@ -209,6 +243,7 @@ def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figur
                [[HEAD_LABELS[h]] + [_cell(metrics["amber2"][h][k]) for k in DISTRIBUTION_METRICS + CLASSIFICATION]
                 for h in HEAD_LABELS]),
         *_paired_section(data, student),
+        *_calibration_section(data, reliability_png, reliability_html),
         "## Selected hyper-parameters per fold",
         _selection_table(data),
         f"## Fig. 2. Performance at different ambiguity levels ({student} head)",
@@ -301,13 +336,61 @@ def render_fig2_html(binned: dict, student: str, path: Path, title: str) -> None
     path.write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
 
 
+def render_reliability_png(calibration: dict, path: Path, title: str) -> None:
+    """Reliability diagram with matplotlib: one panel per head, accuracy against mean confidence per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(HEAD_LABELS), figsize=(13, 4.6), constrained_layout=True)
+    for ax, head in zip(axes, HEAD_LABELS):
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle="--", linewidth=1, label="calibrated")
+        for i, method in enumerate(("cbce", "amber2")):
+            curve = calibration[method][head]
+            pts = [(c, a) for c, a, n in zip(curve["confidence"], curve["accuracy"], curve["n"]) if n]
+            ax.plot(*zip(*pts), marker="os"[i], color=COLORS[method], linewidth=2, label=METHOD_LABELS[method])
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean top probability (confidence)", title=HEAD_LABELS[head])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (predicted class = raters' majority)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=11, frameon=False)
+    fig.suptitle(textwrap.fill(title, 110), fontsize=13, x=0.01, ha="left")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_reliability_html(calibration: dict, path: Path, title: str) -> None:
+    """The reliability diagram as an interactive plotly page (plotly.js embedded, works offline)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(HEAD_LABELS), subplot_titles=list(HEAD_LABELS.values()))
+    for c, head in enumerate(HEAD_LABELS, start=1):
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#bbbbbb"),
+                                 name="calibrated", showlegend=c == 1), row=1, col=c)
+        for method in ("cbce", "amber2"):
+            curve = calibration[method][head]
+            pts = [(conf, acc, n) for conf, acc, n in zip(curve["confidence"], curve["accuracy"], curve["n"]) if n]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                     text=[f"n={p[2]}" for p in pts], name=METHOD_LABELS[method],
+                                     marker_color=COLORS[method], legendgroup=method, showlegend=c == 1),
+                          row=1, col=c)
+    fig.update_xaxes(range=[0, 1], title="confidence")
+    fig.update_yaxes(range=[0, 1], title="accuracy")
+    fig.update_layout(title=title, height=460, width=1200, template="plotly_white")
+    path.write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
+
+
 def write_report(result: Any, out_dir: str | Path, dataset_name: str,
                  paper: str | bool | None = None) -> dict[str, Path]:
-    """Write report.json, report.md, fig2_ambiguity.png and fig2_ambiguity.html into out_dir.
+    """Write report.json, report.md, Fig. 2 (fig2_ambiguity.png, .html) and the reliability diagram
+    (reliability.png, .html) into out_dir.
 
     result: a ProtocolResult or its to_dict(). paper: None picks the paper's figures from dataset_name
     (IEMOCAP, MSP-Podcast); "iemocap" / "msp-podcast" forces a set; False shows none.
-    Returns the paths written, by kind ("json", "md", "png", "html").
+    Returns the paths written, by kind ("json", "md", "png", "html", and "reliability_png" and
+    "reliability_html" when the result carries calibration curves).
     """
     data = _as_dict(result)
     if paper is None:
@@ -321,12 +404,20 @@ def write_report(result: Any, out_dir: str | Path, dataset_name: str,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "fig2_ambiguity.png",
-             "html": out / "fig2_ambiguity.html"}
+             "html": out / "fig2_ambiguity.html", "reliability_png": out / "reliability.png",
+             "reliability_html": out / "reliability.html"}
     student = data["config"]["student"]
     title = f"{dataset_name}: baseline (CB-CE) vs AmbER² by ambiguity level ({student} head)"
-    markdown = render_markdown(data, dataset_name, key, paths["png"].name, paths["html"].name)
+    markdown = render_markdown(data, dataset_name, key, paths["png"].name, paths["html"].name,
+                               paths["reliability_png"].name, paths["reliability_html"].name)
     render_fig2_png(data["binned"], student, paths["png"], title)
     render_fig2_html(data["binned"], student, paths["html"], title)
+    if data.get("calibration"):
+        calibration_title = f"{dataset_name}: reliability of each head, baseline (CB-CE) vs AmbER²"
+        render_reliability_png(data["calibration"], paths["reliability_png"], calibration_title)
+        render_reliability_html(data["calibration"], paths["reliability_html"], calibration_title)
+    else:
+        del paths["reliability_png"], paths["reliability_html"]
     payload = {"dataset": dataset_name, **data, "paper": {"dataset": PAPER_NAMES[key], **PAPER[key]} if key else None}
     atomic_write_text(paths["json"], json.dumps(payload, indent=1, allow_nan=False))
     atomic_write_text(paths["md"], markdown)

@@ -95,6 +95,7 @@ class ProtocolResult:
     selected: dict                       # fold id -> method -> {"lambda_mai", "kappa", "score"}
     seconds: float = 0.0
     paired: dict = dataclasses.field(default_factory=dict)   # metric -> `paired_bootstrap` row (student head)
+    calibration: dict = dataclasses.field(default_factory=dict)   # method -> head -> reliability diagram numbers
 
     def to_dict(self) -> dict:
         """Every number, JSON-ready (predictions excluded; a non-finite number becomes None)."""
@@ -105,7 +106,7 @@ class ProtocolResult:
                            "seconds": f.seconds, "selection": f.selection,
                            "runs": _epochs_by_run(f)}
                           for f in self.folds],
-                "seconds": self.seconds, "paired": self.paired})
+                "seconds": self.seconds, "paired": self.paired, "calibration": self.calibration})
 
 
 def _json_safe(value: Any) -> Any:
@@ -211,24 +212,41 @@ def save_predictions(result: ProtocolResult, path: str | Path, ids: Sequence[str
 
 
 def _per_item(y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """What the six metrics are made of, per item: JS, BC, R² terms and the true and predicted classes."""
-    from amber2.metrics import _r2, js_distance
+    """What every metric is made of, per item: JS, JSD, BC and R² terms, the true and predicted classes, the
+    top probability and its ECE bin."""
+    from amber2.metrics import confidence_bin, js_distance, r2_per_item
 
     y, pred = np.asarray(y, np.float64), np.asarray(pred, np.float64)   # as amber2.metrics computes
-    return {"js": js_distance(y, pred), "bc": np.sqrt(y * pred).sum(1), "r2": _r2(y, pred),
-            "t": y.argmax(1), "p": pred.argmax(1)}
+    js = js_distance(y, pred)
+    confidence = pred.max(1)
+    return {"js": js, "jsd_bits": js ** 2 / np.log(2.0), "bc": np.sqrt(y * pred).sum(1), "r2": r2_per_item(y, pred),
+            "t": y.argmax(1), "p": pred.argmax(1), "confidence": confidence,
+            "bin": confidence_bin(confidence)}
 
 
 def _metrics_of(parts: dict[str, np.ndarray], rows: np.ndarray, n_classes: int) -> dict[str, float]:
     """`amber2.metrics.all_metrics` of the items `rows` (repeats allowed), from their per-item parts."""
+    from amber2.metrics import ECE_BINS
+
     t, p = parts["t"][rows], parts["p"][rows]
     tp = np.bincount(t[t == p], minlength=n_classes)
     support, predicted = np.bincount(t, minlength=n_classes), np.bincount(p, minlength=n_classes)
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
-    return {"js": float(parts["js"][rows].mean()), "bc": float(parts["bc"][rows].mean()),
-            "r2": float(parts["r2"][rows].mean()), "acc": float((t == p).mean()),
-            "f1": float(f1[denom > 0].mean()), "wf1": float((f1 * support).sum() / support.sum())}
+    bins = parts["bin"][rows]
+    gap = np.bincount(bins, weights=(t == p) - parts["confidence"][rows], minlength=ECE_BINS)
+    return {"js": float(parts["js"][rows].mean()), "jsd_bits": float(parts["jsd_bits"][rows].mean()),
+            "bc": float(parts["bc"][rows].mean()), "r2": float(parts["r2"][rows].mean()),
+            "acc": float((t == p).mean()), "f1": float(f1[denom > 0].mean()),
+            "wf1": float((f1 * support).sum() / support.sum()), "ece": float(np.abs(gap).sum() / len(rows))}
+
+
+def reliability_curves(predictions: dict[str, np.ndarray], y: np.ndarray) -> dict:
+    """method -> head -> `amber2.metrics.reliability` of the pooled test predictions, all seeds together."""
+    from amber2.metrics import reliability
+
+    return {method: {head: reliability(np.tile(y, (len(pred), 1)), pred[:, h].reshape(-1, y.shape[1]))
+                     for h, head in enumerate(HEADS)} for method, pred in predictions.items()}
 
 
 def paired_bootstrap(y: np.ndarray, ours: np.ndarray, baseline: np.ndarray, n_resamples: int = 1000,
@@ -239,8 +257,8 @@ def paired_bootstrap(y: np.ndarray, ours: np.ndarray, baseline: np.ndarray, n_re
     ours, baseline: (seeds, N, C) predictions of the same N items. Each resample draws N items with
     replacement (the same draw for both methods and every seed); the interval is the percentile interval of
     the seed-averaged difference. `better_seeds` counts seeds whose full-sample metric is better for ours
-    (lower for js, higher for the rest)."""
-    from train.config import SELECTION
+    (`amber2.metrics.HIGHER_IS_BETTER`)."""
+    from amber2.metrics import ALL_METRICS, HIGHER_IS_BETTER
 
     if ours.shape != baseline.shape or ours.shape[1:] != y.shape:
         raise ProtocolError(f"paired predictions must share one shape (seeds, N, C) matching y {y.shape}, got "
@@ -250,17 +268,17 @@ def paired_bootstrap(y: np.ndarray, ours: np.ndarray, baseline: np.ndarray, n_re
     everything = np.arange(n)
 
     def difference(rows: np.ndarray) -> dict[str, float]:
-        means = [{k: np.mean([_metrics_of(pp, rows, n_classes)[k] for pp in method]) for k in SELECTION}
-                 for method in parts]
-        return {k: means[0][k] - means[1][k] for k in SELECTION}
+        scores = [[_metrics_of(pp, rows, n_classes) for pp in method] for method in parts]
+        means = [{k: np.mean([m[k] for m in method]) for k in ALL_METRICS} for method in scores]
+        return {k: means[0][k] - means[1][k] for k in ALL_METRICS}
 
     full = difference(everything)
     rng = np.random.default_rng(seed)
     draws = [difference(rng.integers(0, n, n)) for _ in range(n_resamples)]
     alpha = (1 - level) / 2
     out = {}
-    for k in SELECTION:
-        higher = SELECTION[k][1]
+    for k in ALL_METRICS:
+        higher = HIGHER_IS_BETTER[k]
         per_seed = [(_metrics_of(a, everything, n_classes)[k], _metrics_of(b, everything, n_classes)[k])
                     for a, b in zip(*parts)]
         lo, hi = np.quantile([d[k] for d in draws], [alpha, 1 - alpha])

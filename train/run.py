@@ -152,12 +152,9 @@ def load_encoders(audio_name: str, text_name: str):
             LazyEncoder(text_name, lambda: load_text_encoder(text_name), encoder_dim(text_name)))
 
 
-def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
-               encoders: tuple | None = None) -> RunOutcome:
-    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
-    from train import hub, protocol as proto, report
+def corpus_data(corpus, cfg: RunConfig, n_folds: int, encoders: tuple | None = None):
+    """(ProtocolData, extracted features) of a corpus: its vectors from the cache, extracted where missing."""
     from train.features import extract_features
-    from train.results import PREDICTIONS_FILE, save_predictions
 
     audio_enc, text_enc = encoders or load_encoders(cfg.audio_encoder, cfg.text_encoder)
     log.info("%s: %d items; extracting features (cache: %s)", corpus.name, len(corpus.items), cfg.cache_dir)
@@ -165,7 +162,16 @@ def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
                              progress=cfg.progress)
     if feats.skipped:
         log.warning("%d item(s) skipped for unreadable audio (listed above)", len(feats.skipped))
-    data = protocol_data(corpus, feats, protocol.n_folds, audio_enc.name, text_enc.name)
+    return protocol_data(corpus, feats, n_folds, audio_enc.name, text_enc.name), feats
+
+
+def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
+               encoders: tuple | None = None) -> RunOutcome:
+    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
+    from train import hub, protocol as proto, report
+    from train.results import PREDICTIONS_FILE, save_predictions
+
+    data, feats = corpus_data(corpus, cfg, protocol.n_folds, encoders)
 
     log.info("protocol: %d folds x %d seeds x %d grid points (+ CB-CE), %d epochs; state in %s",
              protocol.n_folds, len(protocol.seeds), len(protocol.grid), protocol.max_epochs, cfg.work_dir)
