@@ -2,8 +2,9 @@
 
     python app.py [--model DIR_OR_REPO] [--host 127.0.0.1] [--port 7860] [--share]
 
-A thin layer: Gradio components wired to `amber2` (pipeline, labels and weights for the numbers, explain for
-the words, charts for the figures). The default checkpoint is the bundled `assets/amber2-demo/` and everything runs offline.
+A thin layer: Gradio components wired to `amber2` (pipeline, labels and weights for the numbers, explain and
+model_panel for the words, views for what each component says when, charts for the figures). The default
+checkpoint is the bundled `assets/amber2-demo/` and everything runs offline.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from amber2 import charts, explain
+from amber2 import charts, explain, model_panel, views
 from amber2 import examples as example_clips
 from amber2.audio import AudioError
 from amber2.labels import vote_distribution
-from amber2.pipeline import Analysis, Analyzer, default_model_ref
+from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
 from amber2.weights import expert_weight_curve
 
 ROOT = Path(__file__).resolve().parent
@@ -35,6 +36,7 @@ EXAMPLE_CLIPS = ([(example_clips.EXAMPLES_DIR / e.file, e.label) for e in exampl
 # 1 neutral, 1 sad) and, as stand-in predictions, a voice that leans angry and words that lean neutral.
 EXAMPLE_VOTES = {"angry": 3, "neutral": 1, "sad": 1}
 STANDIN_LEAN = 0.55
+KAPPA0 = 4.0
 
 
 @dataclass
@@ -54,7 +56,7 @@ class AppConfig:
     warmup: bool = True           # run one example at start-up so the first visitor does not wait for lazy loads
 
 
-# ---- checkpoint card (I/O only; the wording is explain.describe_model) ----
+# ---- checkpoint card (I/O only; the wording is amber2.model_panel.describe) ----
 
 def read_checkpoint(ref: str) -> tuple[dict, str | None]:
     """config.json and README.md of a checkpoint folder or Hub repo (the card may be missing)."""
@@ -73,6 +75,22 @@ def read_checkpoint(ref: str) -> tuple[dict, str | None]:
     return config, card_text
 
 
+# The bundled checkpoint's trainer report (per-head metrics) lies in its own folder, not in the checkpoint.
+BUNDLED_REPORT = ROOT / "assets" / "demo-report" / "report.json"
+
+
+def read_report(ref: str) -> dict | None:
+    """The trainer's report.json for a checkpoint folder: inside it, or the bundled model's own; else None."""
+    path = Path(ref)
+    for candidate in (path / "report.json", BUNDLED_REPORT if path.resolve() == DEFAULT_MODEL.resolve() else None):
+        if candidate is not None and candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, ValueError):  # a report being rewritten: the panel does without it
+                return None
+    return None
+
+
 def display_ref(ref: str) -> str:
     """A checkpoint folder inside this repository as a relative path (short, and it does not reveal the
     server's layout); anything else as given."""
@@ -89,52 +107,112 @@ class Handlers:
         self.analyzer = analyzer
         self.classes = classes
 
-    def _outputs(self, a: Analysis) -> tuple:
+    def _outputs(self, a: Analysis, before: Analysis | None = None) -> tuple:
         info = explain.summary(a)
         numbers = {**a.to_dict(), "explanation": info}
-        return charts.distribution_figure(a), explain.summary_markdown(info), numbers, a
+        return charts.distribution_figure(a, before=before), explain.summary_markdown(info), numbers, a
 
-    def analyze(self, audio_path: str | None):
-        """Audio file -> transcript, chart, summary, JSON numbers, state."""
+    def _failed(self, message: str) -> tuple:
+        """Every result component cleared, one message in the panel: nothing of an earlier clip stays."""
+        return ("", charts.placeholder_figure(self.classes, views.NO_RESULT), views.error_markdown(message),
+                {"error": message}, None, None)
+
+    def cleared(self) -> tuple:
+        """Results back to their start: a new clip is waiting for Analyze."""
+        return "", charts.placeholder_figure(self.classes, views.READY), "", None, None, None
+
+    def uploaded(self, path: str | None) -> tuple:
+        """An uploaded file becomes the clip to analyse (playable in the Speech box; the upload box empties,
+        ready for the next file); old results go."""
+        return (path, None, *self.cleared())
+
+    def analyze(self, audio_path: str | None, progress=gr.Progress()):
+        """Audio file -> transcript, chart, summary, JSON numbers, state (current reading), heard (Whisper's).
+
+        A refusal or failure comes back as values (`_failed`), not as gr.Error: an error would leave the last
+        clip's results on screen under red pills."""
         if not audio_path:
-            raise gr.Error("No audio yet: record with the microphone or upload a file, then press Analyze.")
-        a = self._guard(lambda: self.analyzer.analyze(audio_path))
-        return (a.transcript, *self._outputs(a))
+            return self._failed("No audio yet: record with the microphone or upload a file, then press Analyze.")
+        progress(0.05, desc=views.waiting_message(views.clip_seconds(audio_path)))
+        a, message = self._guard(lambda: self.analyzer.analyze(audio_path))
+        if a is None:
+            return self._failed(message)
+        return (a.transcript, *self._outputs(a), a)
 
-    def reanalyze(self, transcript: str, previous: Analysis | None):
-        """Edited transcript -> new text and fused predictions; the audio embedding of `previous` is reused."""
-        if previous is None:
-            raise gr.Error("Analyze a clip first; then edit its transcript and press Enter.")
-        a = self._guard(lambda: self.analyzer.reanalyze_text(previous, transcript or ""))
-        return self._outputs(a)
-
-    def learn(self, previous: Analysis | None, kappa: float, *counts: float):
-        """Votes -> y (Eq. 1) and the expert weights u_A, u_T over kappa (Eq. 5)."""
-        try:
-            y = vote_distribution(counts)
-        except ValueError as e:
-            raise gr.Error(str(e)) from None
-        p_a, p_t, source = self._predictions(previous)
-        curve = expert_weight_curve(p_a, p_t, y)
-        return (charts.votes_figure(self.classes, counts, y), charts.expert_weight_figure(curve, kappa),
-                explain.weights_sentence(curve, kappa, source))
-
-    def _predictions(self, previous: Analysis | None) -> tuple[np.ndarray, np.ndarray, str]:
-        if previous is not None:
-            return previous.audio, previous.text, f"your clip (“{previous.transcript[:60]}”)"
-        return standin(self.classes, "angry"), standin(self.classes, "neutral"), \
-            "an illustration (analyze a clip to use its own predictions)"
+    def reanalyze(self, transcript: str, heard: Analysis | None):
+        """Edited transcript -> new text and fused predictions, drawn over Whisper's reading (`heard`, whose
+        audio embedding is reused)."""
+        if heard is None:
+            return self._failed("Analyze a clip first; then edit its transcript and press Enter.")[1:5]
+        a, message = self._guard(lambda: self.analyzer.reanalyze_text(heard, transcript or ""))
+        if a is None:
+            return self._failed(message)[1:5]
+        return self._outputs(a, before=heard if views.is_edited(transcript, heard.transcript) else None)
 
     @staticmethod
-    def _guard(run):
+    def transcript_label(transcript: str | None, heard: Analysis | None) -> dict:
+        """The transcript box says whose words it holds: Whisper's, or the visitor's edit."""
+        edited = heard is not None and views.is_edited(transcript, heard.transcript)
+        return gr.update(label=views.TRANSCRIPT_EDITED if edited else views.TRANSCRIPT_HEARD,
+                         info=views.TRANSCRIPT_EDITED_INFO if edited else views.TRANSCRIPT_INFO)
+
+    def learn(self, previous: Analysis | None, kappa: float | None, *counts: float | None):
+        """Votes -> y (Eq. 1) beside p_A and p_T, and the expert weights u_A, u_T over kappa (Eq. 5).
+
+        Values typed outside a slider's range are brought back inside (the slider shows the value used)."""
+        kappa_used = views.clamp(kappa, 0.0, views.LEARN.kappa_max)
+        used = views.clamp_votes(counts)
+        fixes = [gr.update(value=u) if u != r else gr.update() for u, r in zip([kappa_used, *used], [kappa, *counts])]
+        p_a, p_t = self._predictions(previous)
+        source = views.learn_source(None if previous is None else previous.transcript)
+        y = vote_distribution(used) if sum(used) > 0 else None
+        if y is None:
+            return (charts.votes_figure(self.classes, used, None), gr.update(), views.no_votes_message(), *fixes)
+        curve = expert_weight_curve(p_a, p_t, y)
+        return (charts.votes_figure(self.classes, used, y, p_audio=p_a, p_text=p_t),
+                charts.expert_weight_figure(curve, kappa_used), explain.weights_sentence(curve, kappa_used, source),
+                *fixes)
+
+    def _predictions(self, previous: Analysis | None) -> tuple[np.ndarray, np.ndarray]:
+        if previous is not None:
+            return previous.audio, previous.text
+        return standin(self.classes, "angry"), standin(self.classes, "neutral")
+
+    @staticmethod
+    def _guard(run) -> tuple[Analysis | None, str]:
+        """(result, "") or (None, a sentence for the visitor)."""
         try:
-            return run()
+            return run(), ""
         except (AudioError, ValueError) as e:  # refusals whose message is written for a person
-            raise gr.Error(str(e)) from None
+            log.info("refused: %s", " ".join(str(e).split()))  # expected: one line, no traceback
+            return None, str(e)
         except Exception as e:  # a visitor sees a sentence; the traceback goes to the log
             log.exception("analysis failed")
-            raise gr.Error(f"Sorry, this clip could not be analysed ({type(e).__name__}). "
-                           "Try another recording.") from None
+            return None, (f"Sorry, this clip could not be analysed ({type(e).__name__}). "
+                          "Try another recording.")
+
+
+ANALYZE = "Analyze"
+
+
+def busy() -> dict:
+    return gr.update(interactive=False, value="Analysing…")
+
+
+def idle() -> dict:
+    return gr.update(interactive=True, value=ANALYZE)
+
+
+class LenientSlider(gr.Slider):
+    """A gr.Slider whose typed value outside its range reaches the handler, which brings it back inside and
+    shows the value used (gr.Slider itself refuses it with an error that blanks the outputs).
+
+    Gradio writes a stub `app.pyi` for any component class defined here; .gitignore lists it."""
+
+    is_template = True  # drawn by gr.Slider's own frontend
+
+    def preprocess(self, payload: float | None) -> float | None:
+        return None if payload is None else float(payload)
 
 
 def standin(classes: list[str], lean: str) -> np.ndarray:
@@ -151,38 +229,53 @@ Record or upload a short English clip. Whisper writes down the words; three head
 an emotion **distribution** each: from the **voice** (audio), from the **words** (text) and from **both**
 (fused). When voice and words tell different emotions, you will see it here."""
 
-CSS = ".gradio-container {max-width: 1100px !important; margin: auto;}"
+# On a phone the plotly toolbar would sit over the legend and the chart titles: hidden there (hover
+# values and the chart itself are unaffected).
+CSS = """.gradio-container {max-width: 1100px !important; margin: auto;}
+@media (max-width: 640px) { .js-plotly-plot .modebar-container {display: none !important;} }"""
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 LEARN_EQ1 = r"""### 1. Raters disagree: votes become a distribution (Eq. 1)
 Several people label each clip. AmbER² keeps all their votes: $y_c = n_c / N$, the share of the $N$ raters
-who chose class $c$. Set the votes below."""
+who chose class $c$. Set the votes below: they are made up for this lesson (no rater heard your clip).
+The chart puts $y$ beside the two expert heads, $p_A$ (voice) and $p_T$ (words)."""
 
 LEARN_EQ5 = r"""### 2. Experts are trusted by how close they are to the raters (Eq. 5)
 The fused head (the *student*) learns from the raters **and** from the audio and text heads (the *experts*),
 each weighted by $u_m = \frac{\exp(-\kappa D_m)}{\sum_{m'} \exp(-\kappa D_{m'})}$, with
 $D_m = \mathrm{JS}(p_m \,\|\, y)$. At $\kappa = 0$ both experts count equally; the larger $\kappa$,
-the more the expert closer to the raters' votes takes over."""
+the more the expert closer to the raters' votes takes over.
+
+**Voice vs words (MAI):** when the voice and the words tell different emotions, the fused student learns from
+both expert heads at once, each weighted by how close it is to the raters, so it leans on the side that
+agrees with people."""
 
 
 def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | None) -> gr.Blocks:
     """The Blocks app around a loaded Analyzer."""
     classes = list(analyzer.classes)
     h = Handlers(analyzer, classes)
-    panel = explain.describe_model(display_ref(model_ref), config, card)
+    report = read_report(model_ref)
+    panel = model_panel.describe(display_ref(model_ref), config, card,
+                                 model_panel.head_metrics(report) if report else None)
     counts0 = [EXAMPLE_VOTES.get(c, 0) for c in classes]
-    votes0, weights0, learn0 = h.learn(None, 4.0, *counts0)
+    votes0, weights0, learn0, *_ = h.learn(None, KAPPA0, *counts0)
 
     with gr.Blocks(title="AmbER² emotion from speech and text") as demo:
-        state = gr.State(None)
+        state = gr.State(None)  # the reading on screen (Whisper's words or the visitor's edit)
+        heard = gr.State(None)  # the reading of Whisper's own words: the edit is drawn over it
         gr.Markdown(INTRO)
         with gr.Tab("Analyze"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
-                    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
-                    run = gr.Button("Analyze", variant="primary")
-                    transcript = gr.Textbox(
-                        label="What Whisper heard", lines=1, max_lines=4, interactive=True,
-                        info="Edit the words and press Enter: only the text and fused heads re-read them.")
+                    # Recording here; uploads go through gr.File, whose accept list can name .webm (gr.Audio's
+                    # own upload accepts audio/* only, and Chromium types a .webm file video/webm).
+                    audio = gr.Audio(sources=["microphone"], type="filepath", label="Speech", elem_id="speech")
+                    gr.Markdown(views.MIC_HINT)
+                    upload = gr.File(label="Upload a recording", file_types=views.UPLOAD_TYPES, type="filepath",
+                                     height=120, elem_id="upload")
+                    run = gr.Button(ANALYZE, variant="primary")
+                    transcript = gr.Textbox(label=views.TRANSCRIPT_HEARD, lines=1, max_lines=4, interactive=True,
+                                            info=views.TRANSCRIPT_INFO)
                 with gr.Column(scale=2, min_width=300):
                     chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
                                     label="Emotion distributions", show_label=False)
@@ -198,33 +291,46 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
             gr.Markdown(LEARN_EQ1, latex_delimiters=LATEX)
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    votes = [gr.Slider(0, 10, value=v, step=1, label=f"votes: {c}") for c, v in
-                             zip(classes, counts0)]
-                votes_plot = gr.Plot(votes0, show_label=False)
+                    votes = [LenientSlider(0, views.LEARN.votes_max, value=v, step=1, label=f"votes: {c}")
+                             for c, v in zip(classes, counts0)]
+                votes_plot = gr.Plot(votes0, show_label=False, elem_id="votes-plot")
             gr.Markdown(LEARN_EQ5, latex_delimiters=LATEX)
-            kappa = gr.Slider(0, 16, value=4.0, step=0.25, label="κ (sharpness)")
+            kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA0, step=0.25, label="κ (sharpness)")
             weights_plot = gr.Plot(weights0, show_label=False)
             learn_text = gr.Markdown(learn0)
         with gr.Tab("Model"):
             gr.Markdown(panel["summary"])
+            gr.Markdown(panel["results"])
             if panel["card"]:
                 with gr.Accordion("Model card", open=False):
                     gr.Markdown(panel["card"])
 
         learn_inputs = [state, kappa, *votes]
-        learn_outputs = [votes_plot, weights_plot, learn_text]
-        analyze_outputs = [transcript, chart, summary, numbers, state]
-        run.click(h.analyze, inputs=[audio], outputs=analyze_outputs,
-                  api_name="analyze").then(h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze")
+        learn_outputs = [votes_plot, weights_plot, learn_text, kappa, *votes]
+        analyze_outputs = [transcript, chart, summary, numbers, state, heard]
+        private = {"api_visibility": "private", "queue": False}
+        # The button is disabled while its clip is analysed: a double click cannot queue the work twice.
+        run.click(busy, None, run, **private).then(
+            h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze").then(
+            h.transcript_label, [transcript, heard], transcript, **private).then(
+            h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze").then(idle, None, run, **private)
         # A clicked example fills the audio input, then is analysed at once (not cached: facts.md §5).
-        examples.load_input_event.then(h.analyze, inputs=[audio], outputs=analyze_outputs,
-                                       api_name="analyze_example").then(
-            h.learn, learn_inputs, learn_outputs, api_name="learn_after_example")
-        transcript.submit(h.reanalyze, inputs=[transcript, state], outputs=[chart, summary, numbers, state],
-                          api_name="reanalyze").then(h.learn, learn_inputs, learn_outputs,
-                                                     api_name="learn_after_reanalyze")
-        # .release: one update when the visitor lets go of a slider, not one per pixel dragged.
-        gr.on([c.release for c in (kappa, *votes)], h.learn, learn_inputs, learn_outputs, api_name="learn")
+        examples.load_input_event.then(busy, None, run, **private).then(
+            h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze_example").then(
+            h.transcript_label, [transcript, heard], transcript, **private).then(
+            h.learn, learn_inputs, learn_outputs, api_name="learn_after_example").then(idle, None, run, **private)
+        # A new upload or recording starts clean: nothing of the last clip stays on screen.
+        upload.upload(h.uploaded, [upload], [audio, upload, *analyze_outputs], api_visibility="private").then(
+            h.transcript_label, [transcript, heard], transcript, **private)
+        audio.stop_recording(h.cleared, None, analyze_outputs, api_visibility="private").then(
+            h.transcript_label, [transcript, heard], transcript, **private)
+        transcript.submit(h.reanalyze, inputs=[transcript, heard], outputs=[chart, summary, numbers, state],
+                          api_name="reanalyze").then(
+            h.transcript_label, [transcript, heard], transcript, **private).then(
+            h.learn, learn_inputs, learn_outputs, api_name="learn_after_reanalyze")
+        # .input: every change the visitor makes (drag, arrow keys, a typed number); always_last drops stale ones.
+        gr.on([c.input for c in (kappa, *votes)], h.learn, learn_inputs, learn_outputs, api_name="learn",
+              trigger_mode="always_last")
     return demo
 
 

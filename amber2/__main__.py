@@ -48,7 +48,21 @@ def render_table(file: str, result: dict) -> str:
         lines.append("  " + name.ljust(width) + cells)
     lines.append("  " + "ambiguity".ljust(width) + "".join(f"{result['entropy'][h]:.2f} ".rjust(8) for h in heads))
     lines.append(f"  voice/words conflict: {result['conflict']:.3f} (Jensen-Shannon distance, 0 to 0.833)")
+    lines += [f"  {line}" for line in heard_lines(result)]
     return "\n".join(lines)
+
+
+def heard_lines(result: dict) -> list[str]:
+    """What Whisper heard, where it matters: no speech, the language, no words (keys of `Analysis.to_dict`)."""
+    lines = []
+    if result.get("no_speech_prob") is not None:
+        verdict = "speech heard" if result["speech_heard"] else "NO SPEECH HEARD"
+        lines.append(f"whisper: {verdict} (no-speech probability {result['no_speech_prob']:.2f})")
+    if result.get("language") is not None:
+        lines.append(f"language detected: {result['language']} ({result['language_prob']:.0%})")
+    if not result.get("has_words", True):
+        lines.append("no words: the text head gives no reading (uniform), the fused one is the voice's")
+    return lines
 
 
 def one_line(error: BaseException) -> str:

@@ -213,6 +213,14 @@ def peak_dbfs(samples: np.ndarray) -> float:
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
+def silence_message(level: float, limits: AudioLimits) -> str:
+    """The refusal of a silent clip in a visitor's words; the decibels only in parentheses at the end."""
+    measured = "only digital silence" if level == -math.inf else f"loudest moment {level:.0f} dBFS"
+    return ("The recording is silent: the microphone picked up no sound loud enough to be speech. Check that "
+            "the right microphone is chosen and not muted, speak closer to it, and try again "
+            f"({measured}; the limit is {limits.silence_dbfs:g} dBFS).")
+
+
 def _check(samples: np.ndarray, rate: int, limits: AudioLimits) -> None:
     if samples.size == 0:
         raise AudioError("The audio contains no samples.")
@@ -224,9 +232,7 @@ def _check(samples: np.ndarray, rate: int, limits: AudioLimits) -> None:
                          "of speech is needed.")
     level = peak_dbfs(samples)
     if level < limits.silence_dbfs:
-        heard = "pure digital silence" if level == -math.inf else f"peak level {level:.0f} dBFS"
-        raise AudioError(f"The recording is silent ({heard}, below the {limits.silence_dbfs:g} dBFS "
-                         "threshold). Check the microphone and try again.")
+        raise AudioError(silence_message(level, limits))
 
 
 # A clip's level says more about the microphone and the studio than about the speaker (RAVDESS's neutral clips

@@ -23,7 +23,9 @@ under bf16 (fp16 where bf16 is unsupported) autocast, on the CPU in fp32; Whispe
 precision (fp32) so that training features equal the app's vectors.
 
 The pipeline needs an audio encoder that also transcribes (``SpeechEncoder``): ``transcribing(encoder)`` is
-the Whisper encoder itself, or any encoder paired with a separately loaded Whisper.
+the Whisper encoder itself, or any encoder paired with a separately loaded Whisper. Its ``hear_and_embed``
+returns what Whisper heard (``amber2.asr.Heard``: the words, and whether speech was heard in which language)
+with the vector.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from amber2.asr import WINDOW, Pooling, WhisperBackbone, load_whisper  # loading the module loads no weights
+from amber2.asr import WINDOW, Heard, Pooling, WhisperBackbone, load_whisper  # loading the module loads no weights
 
 # Fixed names and their vector sizes. Names ending in ":" are prefixes completed by a hub id or a folder.
 AUDIO_ENCODERS: dict[str, int | None] = {"whisper-base": 512, "whisper-tiny.en": 384, "wav2vec2:": None}
@@ -63,8 +65,8 @@ class SpeechEncoder(AudioEncoder, Protocol):
     @property
     def asr(self) -> WhisperBackbone: ...
 
-    def transcribe_and_embed(self, samples: np.ndarray, transcript: str | None = None,
-                             language: str | None = "en") -> tuple[str, np.ndarray]: ...
+    def hear_and_embed(self, samples: np.ndarray, transcript: str | None = None,
+                       language: str | None = "en") -> tuple[Heard, np.ndarray]: ...
 
 
 class TextEncoder(Protocol):
@@ -170,7 +172,7 @@ def parse_whisper_encoder(name: str) -> WhisperEncoderSpec | None:
 
 class WhisperEncoder:
     """A Whisper audio encoder: its spec bound to a loaded `WhisperBackbone`, which it shares with
-    transcription (`transcribe_and_embed`: one window pass serves both when the spec pools that pass)."""
+    transcription (`hear_and_embed`: one window pass serves both when the spec pools that pass)."""
 
     def __init__(self, spec: WhisperEncoderSpec, backbone: WhisperBackbone, config: EncoderConfig = EncoderConfig()):
         self.spec, self.backbone, self.config = spec, backbone, config
@@ -186,10 +188,10 @@ class WhisperEncoder:
         """(N, dim) vectors of 16 kHz clips (only each clip's first 30 s is heard)."""
         return self.backbone.embed(_check_audios(audios), self.spec.pooling, self.config.batch_size)
 
-    def transcribe_and_embed(self, samples: np.ndarray, transcript: str | None = None,
-                             language: str | None = "en") -> tuple[str, np.ndarray]:
-        """(transcript, (dim,) vector) of one 16 kHz clip; a given transcript skips ASR."""
-        return self.backbone.transcribe_and_embed(samples, self.spec.pooling, transcript, language)
+    def hear_and_embed(self, samples: np.ndarray, transcript: str | None = None,
+                       language: str | None = "en") -> tuple[Heard, np.ndarray]:
+        """(what Whisper heard, (dim,) vector) of one 16 kHz clip; a given transcript skips ASR."""
+        return self.backbone.hear_and_embed(samples, self.spec.pooling, transcript, language)
 
 
 class Transcribing:
@@ -208,12 +210,12 @@ class Transcribing:
     def embed(self, audios: list[np.ndarray]) -> np.ndarray:
         return self.encoder.embed(audios)
 
-    def transcribe_and_embed(self, samples: np.ndarray, transcript: str | None = None,
-                             language: str | None = "en") -> tuple[str, np.ndarray]:
-        """(transcript, (dim,) vector) of one 16 kHz clip: two separate models; a given transcript skips ASR."""
-        if transcript is None:
-            transcript = self.asr.transcribe(samples, language)
-        return transcript, self.encoder.embed([samples])[0]
+    def hear_and_embed(self, samples: np.ndarray, transcript: str | None = None,
+                       language: str | None = "en") -> tuple[Heard, np.ndarray]:
+        """(what Whisper heard, (dim,) vector) of one 16 kHz clip: two separate models; a given transcript
+        skips ASR."""
+        heard = self.asr.hear(samples, language) if transcript is None else Heard(transcript)
+        return heard, self.encoder.embed([samples])[0]
 
 
 # ---------------------------------------------------------------------------------------------------------

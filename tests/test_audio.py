@@ -142,6 +142,14 @@ def test_silence_is_refused(tmp_path: Path):
     assert "silent" in refused(0.3 + 0.0005 * rng.standard_normal(SAMPLE_RATE).astype(np.float32))
 
 
+def test_silence_is_explained_in_plain_words_with_the_decibels_last():
+    message = refused(np.full(SAMPLE_RATE, 1e-4, np.float32) * np.sin(np.arange(SAMPLE_RATE)))
+    words, _, numbers = message.partition("(")
+    assert "microphone" in words and "dBFS" not in words and "-50" not in words
+    assert message.endswith(").") and "dBFS" in numbers
+    assert "digital silence" in refused(np.zeros(SAMPLE_RATE, np.float32))
+
+
 def test_quiet_speech_level_is_accepted():
     x = tone(300, 1.0, SAMPLE_RATE, amplitude=10 ** (-40 / 20))  # peak -40 dBFS: quiet but real
     assert len(load_audio(x)) == SAMPLE_RATE

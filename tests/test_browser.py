@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,20 @@ def _open(page, url: str) -> None:
     page.get_by_role("button", name="Analyze", exact=True).wait_for(timeout=60_000)
 
 
+def _upload(page, path) -> None:
+    """Choose a file through the upload box's file chooser, as a visitor would."""
+    with page.expect_file_chooser() as chooser:
+        page.locator("#upload").get_by_text("Click to Upload").first.click()
+    chooser.value.set_files(str(path))
+    # The file lands in the Speech player (and the upload box empties, ready for another file).
+    page.wait_for_selector("#speech .waveform-container", state="attached", timeout=60_000)
+    page.locator("#upload").get_by_text("Click to Upload").first.wait_for(timeout=60_000)
+
+
+def _analyze(page) -> None:
+    page.get_by_role("button", name="Analyze", exact=True).click()
+
+
 def _wait_for_chart(page) -> None:
     # Three bar traces drawn by plotly, and the wording beside them.
     page.wait_for_function(
@@ -60,10 +75,10 @@ def test_upload_analyze_and_screenshot(browser, app_url, ravdess_clip, shot_dir,
     _open(page, app_url)
     clip = tmp_path / "clip.flac"
     shutil.copy(ravdess_clip, clip)
-    page.get_by_label("Upload file").click()  # the microphone is the first source; switch to upload
-    page.locator("input[type=file]").first.set_input_files(str(clip))
-    page.wait_for_selector("audio, .waveform-container, #waveform", state="attached", timeout=60_000)
-    page.get_by_role("button", name="Analyze", exact=True).click()
+    # A blocked microphone leaves Record silent: the hint to upload instead is on screen from the start.
+    assert page.get_by_text("Microphone blocked or missing?").is_visible()
+    _upload(page, clip)
+    _analyze(page)
     _wait_for_chart(page)
     transcript = page.get_by_label("What Whisper heard").input_value()
     assert "door" in transcript.lower(), transcript
@@ -72,6 +87,11 @@ def test_upload_analyze_and_screenshot(browser, app_url, ravdess_clip, shot_dir,
     # The chart fits the screen width (nothing to scroll sideways on a phone).
     box = page.locator(".js-plotly-plot").first.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORTS[view]["width"] + 1
+    if view == "phone":  # no plotly toolbar over the legend, x labels tilted at most 45 degrees
+        assert not page.locator(".js-plotly-plot .modebar").first.is_visible()
+    angles = page.eval_on_selector_all(".js-plotly-plot .xtick text",
+                                       "ts => ts.map(t => t.getAttribute('transform') || '')")
+    assert angles and not any("rotate(90" in a or "rotate(-90" in a for a in angles), angles
     page.screenshot(path=str(shot_dir / f"app-{view}.png"), full_page=True)
     assert not errors, errors
     ctx.close()
@@ -92,7 +112,7 @@ def test_learn_tab_renders(browser, app_url, shot_dir):  # noqa: F811
     page.close()
 
 
-def test_example_then_edit_transcript_with_enter(browser, app_url):  # noqa: F811
+def test_example_then_edit_transcript_with_enter(browser, app_url, shot_dir):  # noqa: F811
     page = browser.new_page(viewport=VIEWPORTS["desktop"])
     _open(page, app_url)
     from amber2.examples import EXAMPLES
@@ -106,9 +126,14 @@ def test_example_then_edit_transcript_with_enter(browser, app_url):  # noqa: F81
     edited = "What a lovely surprise, thank you so much"
     box.fill(edited)
     box.press("Enter")
+    # The words are labelled as the visitor's, and Whisper's reading stays as outlines for comparison.
+    page.get_by_text("Your words (edited by you, not Whisper)").first.wait_for(timeout=60_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
+                           ".some(t => t.textContent.includes(\"Whisper's words\"))", timeout=60_000)
     page.get_by_text("Numbers (JSON)").click()
     # The JSON view shows the re-read transcript once the .submit event has run.
     page.get_by_text(edited).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shot_dir / "app-edited-transcript.png"), full_page=True)
     page.close()
 
 
@@ -132,4 +157,129 @@ def test_real_voice_example_shows_the_voice_words_conflict(browser, app_url, sho
     _wait_for_chart(page)
     page.wait_for_function("() => /voice (sounds|leans) angry/.test(document.body.innerText)", timeout=60_000)
     page.screenshot(path=str(shot_dir / "app-real-angry-voice.png"), full_page=True)
+    page.close()
+
+
+def _webm(speak, tmp_path: Path) -> Path:
+    """A WebM/Opus clip, as browsers record, made from a synthesised voice."""
+    out = tmp_path / "recording.webm"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(speak("Please open the window")),
+                    "-c:a", "libopus", str(out)], check=True)
+    return out
+
+
+def test_webm_chosen_in_the_file_chooser_is_analysed(browser, app_url, speak, tmp_path):  # noqa: F811
+    """Chromium types a .webm file video/webm; the upload box must still take it."""
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    _open(page, app_url)
+    _upload(page, _webm(speak, tmp_path))
+    assert page.get_by_text("Invalid file type").count() == 0
+    _analyze(page)
+    _wait_for_chart(page)
+    assert "window" in page.get_by_label("What Whisper heard").input_value().lower()
+    page.close()
+
+
+def _pills(page) -> int:
+    # Gradio marks every output of a failed event with a red "Error" status.
+    return page.locator(".error").filter(has_text="Error").count()
+
+
+def test_error_replaces_every_result_and_the_next_clip_starts_clean(browser, app_url, ravdess_clip, shot_dir,
+                                                                    tmp_path):  # noqa: F811
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    _open(page, app_url)
+    good = tmp_path / "good.flac"
+    shutil.copy(ravdess_clip, good)
+    _upload(page, good)
+    _analyze(page)
+    _wait_for_chart(page)
+    bad = tmp_path / "bad.wav"
+    bad.write_text("This is a text file pretending to be a WAV.\n" * 20)
+    _upload(page, bad)
+    # A new upload already clears the last clip's results.
+    page.wait_for_function("() => !document.body.innerText.includes('Voice vs words')", timeout=30_000)
+    _analyze(page)
+    page.get_by_text("No result").first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "Voice vs words" not in body and "top emotion" not in body  # no table or sentence of the last clip
+    assert page.get_by_label("What Whisper heard").input_value() == ""
+    assert _pills(page) == 0
+    page.screenshot(path=str(shot_dir / "app-error.png"), full_page=True)
+    _upload(page, good)
+    _analyze(page)
+    _wait_for_chart(page)
+    assert "No result" not in page.inner_text("body") and _pills(page) == 0
+    page.close()
+
+
+def test_double_click_analyses_once_and_the_button_waits(browser, app_url, ravdess_clip, tmp_path):  # noqa: F811
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    _open(page, app_url)
+    clip = tmp_path / "clip.flac"
+    shutil.copy(ravdess_clip, clip)
+    _upload(page, clip)
+    page.get_by_role("button", name="Analyze", exact=True).dblclick()
+    page.get_by_role("button", name="Analysing…").wait_for(timeout=10_000)
+    assert page.get_by_role("button", name="Analysing…").is_disabled()
+    # While it works, the visitor reads what is happening (views.waiting_message), not only a spinner.
+    page.get_by_text("Whisper is writing down").first.wait_for(timeout=30_000)
+    _wait_for_chart(page)
+    page.get_by_role("button", name="Analyze", exact=True).wait_for(timeout=60_000)
+    page.close()
+
+
+def _votes_title(page) -> str:
+    return page.locator("#votes-plot .legendtext").first.text_content() or ""
+
+
+def test_learn_tab_follows_keys_and_typing_and_clamps(browser, app_url, shot_dir):  # noqa: F811
+    page = browser.new_page(viewport=VIEWPORTS["phone"], is_mobile=True)
+    _open(page, app_url)
+    page.get_by_role("tab", name="Learn").click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=30_000)
+    assert "made up" in page.inner_text("body")
+    legend = page.locator("#votes-plot .legendtext").all_text_contents()
+    assert [t.split(" ")[0] for t in legend] == ["y", "p_A", "p_T"], legend  # y beside both experts
+    assert "N = 5" in _votes_title(page)
+    # Arrow keys on a slider redraw the chart (the first class, neutral, starts at 1 vote).
+    page.locator("input[type=range]").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('#votes-plot .legendtext').textContent.includes('N = 6')",
+                           timeout=30_000)
+    # A typed number acts without leaving the box; 25 in a 0-10 box is used as 10 and the box says so.
+    number = page.locator("input[type=number]").first
+    number.fill("25")
+    page.wait_for_function("() => document.querySelector('#votes-plot .legendtext').textContent.includes('N = 14')",
+                           timeout=30_000)
+    page.wait_for_function("() => document.querySelector('input[type=number]').value === '10'", timeout=30_000)
+    assert page.locator("#votes-plot .barlayer .trace").count() == 3  # the charts stay drawn
+    assert not page.locator("#votes-plot .modebar").first.is_visible()
+    page.screenshot(path=str(shot_dir / "app-learn-phone.png"), full_page=True)
+    # All votes to zero: one message, no stack of toasts.
+    numbers = page.locator("input[type=number]")
+    for i in range(len(page.locator("input[type=range]").all()) - 1):  # the last slider is kappa
+        numbers.nth(i).fill("0")
+    page.get_by_text("No votes yet").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    assert page.locator(".toast-body").count() == 0
+    page.close()
+
+
+def test_model_tab_shows_results_and_the_weak_head(browser, app_url, model_dir, shot_dir):  # noqa: F811
+    from test_app import BUNDLED
+
+    page = browser.new_page(viewport=VIEWPORTS["phone"], is_mobile=True)
+    _open(page, app_url)
+    page.get_by_role("tab", name="Model").click()
+    page.get_by_text("How well it does").first.wait_for(timeout=30_000)
+    body = page.inner_text("body")
+    for raw in ("n fit", "val js", "| checkpoint |"):
+        assert raw not in body, raw
+    if model_dir == BUNDLED:
+        assert page.get_by_text("is the weak one").first.is_visible()
+        assert page.get_by_text("amber2: JS dist.").first.is_visible()  # the measured results, not folded away
+    # Nothing wider than the phone: the results table scrolls inside its own box.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= VIEWPORTS["phone"]["width"]
+    page.screenshot(path=str(shot_dir / "app-model-phone.png"), full_page=True)
     page.close()

@@ -53,7 +53,7 @@ def test_votes_figure_shows_eq1():
     fig = charts.votes_figure(DEMO7, counts, y)
     np.testing.assert_allclose(fig.data[0].y, [0.2, 0, 0.2, 0.6, 0, 0, 0])
     assert fig.data[0].text[3] == "3 votes" and fig.data[0].text[0] == "1 vote"
-    assert "N = 5" in fig.layout.title.text
+    assert "N = 5" in fig.data[0].name and fig.layout.showlegend is True
 
 
 def test_expert_weight_figure_marks_the_chosen_kappa():
@@ -67,3 +67,34 @@ def test_expert_weight_figure_marks_the_chosen_kappa():
     np.testing.assert_allclose([m.y[0] for m in markers], curve.at(4.0))
     assert all(m.x[0] == 4.0 for m in markers)
     assert lines[0].line.color == charts.DEFAULT_STYLE.colors["audio"]
+
+
+def test_edited_transcript_keeps_whisper_reading_as_outlines():
+    heard, edited = _analysis(), FakeAnalysis(audio=peaked("angry", 0.7), text=peaked("happy", 0.8),
+                                              fused=peaked("happy", 0.6))
+    fig = charts.distribution_figure(edited, before=heard)
+    outlines = [t for t in fig.data if t.legendgroup == "before"]
+    assert [t.offsetgroup for t in outlines] == ["text", "fused"]  # drawn on the words and fused bars
+    np.testing.assert_allclose(outlines[0].y, heard.text)
+    np.testing.assert_allclose(outlines[1].y, heard.fused)
+    assert [t.showlegend for t in outlines] == [True, False] and "Whisper" in outlines[0].name
+    assert len(charts.distribution_figure(edited).data) == 3  # nothing extra before any edit
+
+
+def test_x_labels_never_turn_ninety_degrees():
+    for fig in (charts.distribution_figure(_analysis()), charts.placeholder_figure(DEMO7, "x"),
+                charts.votes_figure(DEMO7, [1] * 7, np.full(7, 1 / 7))):
+        assert max(fig.layout.xaxis.autotickangles) <= 45
+
+
+def test_votes_figure_draws_y_beside_both_experts_and_says_when_there_are_no_votes():
+    counts = [1, 0, 1, 3, 0, 0, 0]
+    y = vote_distribution(counts)
+    p_a, p_t = peaked("angry", 0.6), peaked("neutral", 0.6)
+    fig = charts.votes_figure(DEMO7, counts, y, p_audio=p_a, p_text=p_t)
+    assert [t.name.split(" ")[0] for t in fig.data] == ["y", "p_A", "p_T"]
+    np.testing.assert_allclose(fig.data[1].y, p_a)
+    np.testing.assert_allclose(fig.data[2].y, p_t)
+    assert fig.layout.showlegend is True
+    empty = charts.votes_figure(DEMO7, [0] * 7, None)
+    assert "No votes" in empty.layout.annotations[0].text

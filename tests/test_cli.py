@@ -78,6 +78,18 @@ def test_table_marks_the_top_class_of_each_head():
     assert rows["sad"].split()[1:] == ["10.0%", "10.0%", "40.0%*"]
 
 
+def test_table_says_what_whisper_heard():
+    result = {"transcript": "", "classes": ["neutral", "happy", "sad"], "duration": 3.0,
+              "audio": [0.2, 0.7, 0.1], "text": [1 / 3] * 3, "fused": [0.2, 0.7, 0.1],
+              "entropy": {"audio": 0.8, "text": 1.1, "fused": 0.8}, "conflict": 0.31, "speech_heard": False,
+              "no_speech_prob": 0.85, "language": "nn", "language_prob": 0.53, "has_words": False}
+    out = render_table("noise.wav", result)
+    assert "NO SPEECH HEARD (no-speech probability 0.85)" in out and "language detected: nn (53%)" in out
+    assert "no words: the text head gives no reading" in out
+    given = {**result, "speech_heard": True, "no_speech_prob": None, "language": None, "has_words": True}
+    assert "whisper:" not in render_table("x.wav", given) and "no words" not in render_table("x.wav", given)
+
+
 def test_library_messages_are_folded_onto_one_line():
     error = ValueError("could not be fetched (ConnectError)\nAn error happened while trying to locate the files.\n")
     assert one_line(error) == "could not be fetched (ConnectError) An error happened while trying to locate the files."

@@ -139,7 +139,8 @@ def test_reanalyze_text_reuses_audio(analyzer, ravdess_analysis, encoder_spy):
 
 
 def test_reanalyze_needs_an_audio_embedding(analyzer, ravdess_analysis):
-    bare = Analysis(**{**ravdess_analysis.to_dict(), "audio": ravdess_analysis.audio,
+    fields = {k: v for k, v in ravdess_analysis.to_dict().items() if k != "has_words"}  # a property
+    bare = Analysis(**{**fields, "audio": ravdess_analysis.audio,
                        "text": ravdess_analysis.text, "fused": ravdess_analysis.fused})
     with pytest.raises(ValueError, match="analyze the audio again"):
         analyzer.reanalyze_text(bare, "hello")
@@ -147,7 +148,8 @@ def test_reanalyze_needs_an_audio_embedding(analyzer, ravdess_analysis):
 
 def test_to_dict_is_json_without_the_embedding(ravdess_analysis):
     d = json.loads(json.dumps(ravdess_analysis.to_dict()))
-    assert {"transcript", "classes", "audio", "text", "fused", "entropy", "conflict"} <= set(d)
+    assert {"transcript", "classes", "audio", "text", "fused", "entropy", "conflict", "speech_heard",
+            "no_speech_prob", "language", "language_prob", "has_words"} <= set(d)
     assert "audio_embedding" not in d and len(d["fused"]) == len(DEMO7)
     assert set(d["entropy"]) == {"audio", "text", "fused"}
 
@@ -280,3 +282,52 @@ def test_own_frames_checkpoint_vector_is_the_training_feature(tmp_path, ravdess_
     feats = extract_features([Item()], load_audio_encoder("whisper-base/L2+3+4-mean-loudnorm"),
                              load_text_encoder("minilm-l6"), tmp_path / "cache", progress=False)
     np.testing.assert_allclose(a.audio_embedding, feats.audio[0], rtol=1e-5, atol=1e-5)
+
+
+# --- what Whisper heard: speech or not, which language; no words ---------------------------------------
+
+
+def test_english_speech_is_heard_in_english(ravdess_analysis):
+    a = ravdess_analysis
+    assert a.speech_heard and a.has_words and a.no_speech_prob < 0.3
+    assert a.language == "en" and a.language_heard == "en" and a.language_prob > 0.9
+
+
+def test_white_noise_is_no_speech_no_words_and_a_voice_only_reading(analyzer):
+    from amber2 import explain
+
+    noise = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.1).astype(np.float32)
+    a = analyzer.analyze(noise)
+    assert not a.speech_heard and a.no_speech_prob > 0.6
+    assert a.transcript == "" and not a.has_words and a.language_heard is None
+    assert_valid(a)
+    np.testing.assert_allclose(a.text, np.full(len(DEMO7), 1 / len(DEMO7)))
+    np.testing.assert_array_equal(a.fused, a.audio)
+    md = explain.summary_markdown(explain.summary(a))
+    assert md.startswith("**No speech heard.**") and "sounds" not in md
+
+
+def test_french_speech_reports_its_language(analyzer, speak):
+    from amber2 import explain
+
+    a = analyzer.analyze(speak("Bonjour, je suis très content de vous voir aujourd'hui.", voice="fr"))
+    assert a.speech_heard and a.language_heard == "fr" and a.language_name == "French"
+    assert "bonjour" in a.transcript.lower(), a.transcript
+    assert "Whisper heard French" in explain.summary_markdown(explain.summary(a))
+
+
+def test_empty_transcript_means_no_words_reading(analyzer, ravdess_analysis):
+    """A cleared transcript: uniform words, the fused reading is the voice's; what Whisper heard is kept."""
+    again = analyzer.reanalyze_text(ravdess_analysis, "   ")
+    assert again.transcript == "" and not again.has_words
+    np.testing.assert_allclose(again.text, np.full(len(DEMO7), 1 / len(DEMO7)))
+    np.testing.assert_array_equal(again.fused, again.audio)
+    np.testing.assert_array_equal(again.audio, ravdess_analysis.audio)
+    assert (again.speech_heard, again.no_speech_prob, again.language) == \
+        (ravdess_analysis.speech_heard, ravdess_analysis.no_speech_prob, ravdess_analysis.language)
+    assert_valid(again)
+
+
+def test_given_transcript_measures_nothing(analyzer, ravdess_clip):
+    a = analyzer.analyze(ravdess_clip, transcript="Leave me alone.")
+    assert a.speech_heard and a.no_speech_prob is None and a.language is None and a.has_words

@@ -129,7 +129,7 @@ def test_paper_constants_match_the_paper_text(shared_dir):
 def test_demo_readme_states_wins_ties_and_losses_with_intervals(result, tmp_path):
     """The demo README's overall comparison counts each metric once, by whether its paired interval excludes 0,
     and carries calibration and the Eq. 6 ablation."""
-    from train.demo import ablation_lines, calibration_lines, comparison_lines, write_demo_readme
+    from train.demo_report import ablation_lines, calibration_lines, comparison_lines, write_demo_readme
     from train.results import paired_bootstrap
 
     data = json.loads(json.dumps(result.to_dict()))

@@ -1,0 +1,156 @@
+"""The Model tab in plain words: what the loaded checkpoint is, how well it measured, which head is weak.
+
+Words only, from what the checkpoint carries: its `config.json` (label space, encoders, provenance), its model
+card (the "## Results" section is shown as written) and, where the trainer's `report.json` lies beside it,
+the per-head metrics that say which expert head is the weak one.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from amber2.heads import TABLE
+
+# Provenance keys said in a sentence below; any other key is listed under "Other details".
+_SAID = {"dataset", "n_items", "n_fit", "n_val", "best_epoch", "max_epochs", "method", "kappa", "lambda_mai",
+         "hyperparameters", "license", "val_js", "seed"}
+METHOD_DESCRIPTIONS = {"amber2": "AmbER² (soft labels from raters' votes; the fused head also learns from the voice and "
+                     "words heads)", "cbce": "class-balanced cross-entropy (the paper's baseline)"}
+HEAD_NAMES = {h.key: f"{h.short.lower()} head" for h in TABLE}   # "voice head", "words head", "fused head"
+
+
+def strip_front_matter(card: str) -> str:
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            return card[end + 4:].lstrip("\n")
+    return card
+
+
+def card_section(card: str | None, title: str) -> str:
+    """The body of the card's `## {title}` section ("" when the card has none)."""
+    if not card:
+        return ""
+    lines = card.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().lower() == f"## {title}".lower():
+            body = []
+            for rest in lines[i + 1:]:
+                if rest.startswith("## ") or rest.startswith("# "):
+                    break
+                body.append(rest)
+            return "\n".join(body).strip()
+    return ""
+
+
+def tables_as_lists(markdown: str) -> str:
+    """Markdown tables rewritten as one bullet per row ("**row**: header value; ..."): a 9-column table does
+    not fit a phone, a list does. Other lines are kept."""
+    out, header = [], None
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else None
+        if cells is None:
+            header = None
+            out.append(line)
+        elif header is None:
+            header = cells
+        elif not all(set(c) <= set("-: ") for c in cells):  # skip the |---| separator
+            pairs = "; ".join(f"{h} {v}" for h, v in zip(header[1:], cells[1:]))
+            out.append(f"- **{cells[0]}**: {pairs}")
+    return "\n".join(out)
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def weak_head(heads: Mapping[str, Mapping[str, float]]) -> str | None:
+    """"A" or "T": the expert head farther from the raters (larger JS distance); None without both."""
+    if not all(k in heads and "js" in heads[k] for k in ("A", "T")):
+        return None
+    return "A" if heads["A"]["js"] > heads["T"]["js"] else "T"
+
+
+def weak_head_sentence(heads: Mapping[str, Mapping[str, float]] | None) -> str:
+    if not heads or (weak := weak_head(heads)) is None:
+        return "This checkpoint does not say how each head does on its own."
+    strong = "T" if weak == "A" else "A"
+
+    def stats(key: str) -> str:
+        h = heads[key]
+        parts = [f"JS distance {h['js']:.3f}"]
+        if "acc" in h:
+            parts.append(f"accuracy {h['acc']:.0%}")
+        return ", ".join(parts)
+
+    fused = f" The fused head, which hears both, does best ({stats('AT')})." if "AT" in heads else ""
+    return (f"**The {HEAD_NAMES[weak]} is the weak one:** on held-out test items it is farther from the raters "
+            f"({stats(weak)}) than the {HEAD_NAMES[strong]} ({stats(strong)}); read its bars with more "
+            f"caution.{fused}")
+
+
+def describe(source: str, config: dict, card: str | None = None,
+             heads: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, str]:
+    """Markdown for the Model tab.
+
+    `heads`: per-head test metrics {"A"|"T"|"AT": {"js", "acc", ...}} from the trainer's report, or None.
+    Returns {"summary": what the model is, "results": measured results and the weak head,
+    "card": the card's body without its YAML front matter ("" if none)}."""
+    prov = dict(config.get("provenance") or {})
+    hyper = prov.get("hyperparameters") or {}
+    classes = list(config.get("classes", []))
+    lines = [f"This app runs the checkpoint **`{source}`**.", "",
+             f"- **Emotions it tells apart ({len(classes)}):** {', '.join(classes)}"
+             f" (label space `{config.get('label_space', '?')}`).",
+             f"- **How it listens:** the voice through `{config.get('audio_encoder', '?')}`, the words (Whisper's "
+             f"transcript) through `{config.get('text_encoder', '?')}`."]
+    if "dataset" in prov:
+        counts = ""
+        if "n_items" in prov:
+            counts = f": {_number(prov['n_items'])} clips and texts"
+            if "n_fit" in prov and "n_val" in prov:
+                counts += (f" ({_number(prov['n_fit'])} to learn from, {_number(prov['n_val'])} kept aside to "
+                           "choose when to stop")
+                if "best_epoch" in prov and "max_epochs" in prov:
+                    counts += f": pass {prov['best_epoch']} of {prov['max_epochs']} over the data was best"
+                counts += ")"
+        lines.append(f"- **Trained on:** {prov['dataset']}{counts}.")
+    if "method" in prov:
+        lines.append(f"- **Training method:** {METHOD_DESCRIPTIONS.get(prov['method'], prov['method'])}.")
+    kappa, lam = prov.get("kappa", hyper.get("kappa")), prov.get("lambda_mai", hyper.get("lambda_mai"))
+    if kappa is not None or lam is not None:
+        said = []
+        if kappa is not None:
+            said.append(f"κ = {_number(kappa)} (how strongly the fused head favours the expert closer to "
+                        "the raters)")
+        if lam is not None:
+            said.append(f"λ = {_number(lam)} (how much the fused head learns from the two experts)")
+        lines.append(f"- **Settings chosen by cross-validation:** {'; '.join(said)}.")
+    if "val_js" in prov:
+        lines.append(f"- **Distance from the raters on the kept-aside items:** {_number(prov['val_js'])} "
+                     "(Jensen-Shannon distance: 0 = the raters' votes exactly).")
+    if "license" in prov:
+        lines.append(f"- **Licence of the weights:** {prov['license']}.")
+    other = {k: v for k, v in prov.items() if k not in _SAID}
+    if other:
+        lines.append("- **Other details:** " + ", ".join(f"{str(k).replace('_', ' ')} {_number(v)}"
+                                                        for k, v in other.items()) + ".")
+    measured = card_section(card, "Results")
+    results = ["### How well it does (measured on held-out test items)",
+               tables_as_lists(measured) or "The model card reports no measured results.", "",
+               "### Which head is weak",
+               weak_head_sentence(heads)]
+    return {"summary": "\n".join(lines), "results": "\n".join(results),
+            "card": strip_front_matter(card).strip() if card else ""}
+
+
+def head_metrics(report: dict, method: str = "amber2") -> dict[str, dict[str, float]] | None:
+    """Per-head mean test metrics {"A"|"T"|"AT": {"js", "acc", "f1"}} from a trainer `report.json`."""
+    per_method = (report.get("metrics") or {}).get(method)
+    if not per_method:
+        return None
+    return {head: {k: float(v["mean"]) for k, v in metrics.items() if isinstance(v, dict) and "mean" in v}
+            for head, metrics in per_method.items()}

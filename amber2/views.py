@@ -1,0 +1,99 @@
+"""What the app's components say in each situation, as plain values (no Gradio here): limits of the Learn
+tab's inputs, the waiting message, the labels of an edited transcript, an error in place of a result.
+
+`app.py` wires these to components; keeping them here lets them be tested without a browser.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+TRANSCRIPT_HEARD = "What Whisper heard"
+TRANSCRIPT_EDITED = "Your words (edited by you, not Whisper)"
+TRANSCRIPT_INFO = "Edit the words and press Enter: only the text and fused heads re-read them."
+TRANSCRIPT_EDITED_INFO = ("The chart now reads your words; the outlined bars show what Whisper's words gave. "
+                          "Analyze the clip again to go back to Whisper's words.")
+
+MIC_HINT = ("<small>Press **Record** and allow the microphone. Microphone blocked or missing? "
+            "Upload a recording below instead (WAV, MP3, FLAC, OGG, M4A or WebM).</small>")
+
+# Files the upload box takes: any audio type, and WebM/Matroska/MP4 whose audio Chromium reports as video/*.
+UPLOAD_TYPES = ["audio", ".webm", ".weba", ".mkv", ".mp4", ".m4a", ".ogg", ".opus", ".flac", ".wav", ".mp3"]
+
+NO_RESULT = "No result"
+READY = "Press Analyze to see its emotions"
+
+
+@dataclass(frozen=True)
+class LearnLimits:
+    """Ranges of the Learn tab's inputs; a typed value outside is brought back inside."""
+
+    votes_max: int = 10
+    kappa_max: float = 16.0
+
+
+LEARN = LearnLimits()
+
+
+def clamp(value: float | None, lo: float, hi: float) -> float:
+    """`value` inside [lo, hi]; an empty box (None) or NaN counts as `lo`."""
+    if value is None:
+        return lo
+    value = float(value)
+    if math.isnan(value):
+        return lo
+    return min(max(value, lo), hi)
+
+
+def clamp_votes(counts: Sequence[float | None], limits: LearnLimits = LEARN) -> list[float]:
+    """Vote counts inside [0, votes_max], rounded to whole votes."""
+    return [float(round(clamp(c, 0, limits.votes_max))) for c in counts]
+
+
+def no_votes_message() -> str:
+    return "**No votes yet.** Give at least one emotion a vote: y = votes / N needs N ≥ 1."
+
+
+def learn_source(transcript: str | None) -> str:
+    """Where the Learn tab's p_A and p_T come from; the votes are always made up by the visitor."""
+    if transcript is None:
+        return ("The votes are made up (set them above). p_A and p_T are an illustration: a voice that leans "
+                "angry and words that lean neutral; analyze a clip to use its own heads")
+    quoted = transcript if len(transcript) <= 60 else transcript[:57] + "…"
+    return ("The votes are made up (set them above); no rater heard your clip. p_A and p_T are the voice and "
+            f"words heads of the clip you analysed (“{quoted}”)")
+
+
+def is_edited(transcript: str | None, heard: str) -> bool:
+    """Whether the words in the box differ from Whisper's (surrounding spaces aside)."""
+    return (transcript or "").strip() != heard.strip()
+
+
+def error_markdown(message: str) -> str:
+    """One message in the place of the results panel."""
+    return f"### ⚠️ No result\n{message}"
+
+
+def clip_seconds(path: str | Path | None) -> float | None:
+    """Length of an audio file read from its header, without decoding it; None where the header does not
+    say (e.g. WebM) or the file is not audio."""
+    if not path:
+        return None
+    try:
+        import soundfile as sf
+
+        return float(sf.info(str(path)).duration)
+    except Exception:  # not a format libsndfile reads: the message then does without the length
+        return None
+
+
+def waiting_message(seconds: float | None, long_from: float = 20.0) -> str:
+    """What the visitor reads while a clip is analysed: the steps, and a warning for long clips."""
+    if seconds is None:
+        return "Whisper is writing down the words, then three heads read voice and words…"
+    if seconds >= long_from:
+        return (f"A {seconds:.0f} s clip: Whisper writes down every 30 s window in turn, which can take up to a "
+                "minute on this server. The three heads follow in a moment…")
+    return f"Whisper is writing down the {seconds:.0f} s clip, then three heads read voice and words…"

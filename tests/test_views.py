@@ -1,0 +1,39 @@
+"""amber2.views: the Learn tab's limits, the waiting message, the Learn wording (no browser)."""
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+
+from amber2 import views
+
+
+def test_typed_values_are_brought_inside_the_slider_range():
+    assert views.clamp_votes([25, -3, None, 2.6, float("nan")]) == [10.0, 0.0, 0.0, 3.0, 0.0]
+    assert views.clamp(40, 0, views.LEARN.kappa_max) == views.LEARN.kappa_max
+
+
+def test_learn_says_the_votes_are_made_up():
+    assert "made up" in views.learn_source(None) and "illustration" in views.learn_source(None)
+    text = views.learn_source("Kids are talking by the door")
+    assert "made up" in text and "no rater heard your clip" in text and "Kids are talking" in text
+    assert not text.startswith("your clip")
+
+
+def test_waiting_message_warns_about_long_clips(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(16000 * 50, dtype=np.float32), 16000)
+    seconds = views.clip_seconds(path)
+    assert seconds == 50.0
+    assert "50 s" in views.waiting_message(seconds) and "minute" in views.waiting_message(seconds)
+    assert "minute" not in views.waiting_message(3.0)
+    assert views.clip_seconds(tmp_path / "missing.webm") is None and views.waiting_message(None)
+
+
+def test_upload_accepts_webm_whatever_type_the_browser_gives_it():
+    assert ".webm" in views.UPLOAD_TYPES and "audio" in views.UPLOAD_TYPES
+    assert views.TRANSCRIPT_EDITED != views.TRANSCRIPT_HEARD and "Whisper" not in views.TRANSCRIPT_EDITED.split("(")[0]
+
+
+def test_an_edit_is_told_from_whisper_words():
+    assert views.is_edited("I hate you", "Kids are talking by the door")
+    assert not views.is_edited(" Kids are talking by the door ", "Kids are talking by the door")
