@@ -7,6 +7,7 @@ emotional accuracy).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -270,3 +271,29 @@ def test_command_line_defaults_and_env(monkeypatch):
     # On Hugging Face Spaces the server must listen on all interfaces.
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     assert app.parse_args([]).host == "0.0.0.0"
+
+
+def test_expected_refusals_log_one_line_without_a_traceback(caplog, tmp_path):
+    """A too-long or non-audio upload is the visitor's mistake, not the server's: one log line, no traceback;
+    an unexpected failure still logs its traceback."""
+    import app
+    from amber2.audio import AudioError, load_audio
+
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio at all")
+    with caplog.at_level(logging.INFO, logger="amber2.app"):
+        result, message = app.Handlers._guard(lambda: load_audio(not_audio))
+    assert result is None and "audio" in message
+    records = [r for r in caplog.records if r.name == "amber2.app"]
+    assert len(records) == 1 and records[0].exc_info is None and "\n" not in records[0].getMessage()
+    caplog.clear()
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    with caplog.at_level(logging.INFO, logger="amber2.app"):
+        result, message = app.Handlers._guard(broken)
+    assert result is None and "RuntimeError" in message
+    assert any(r.exc_info for r in caplog.records), "a real failure keeps its traceback for the maintainer"
+    with pytest.raises(AudioError):
+        load_audio(not_audio)
