@@ -313,12 +313,14 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
         run.click(busy, None, run, **private).then(
             h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze").then(
             h.transcript_label, [transcript, heard], transcript, **private).then(
-            h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze").then(idle, None, run, **private)
+            idle, None, run, **private).then(   # the button comes back with the results, not after Learn's redraw
+            h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze")
         # A clicked example fills the audio input, then is analysed at once (not cached: facts.md §5).
         examples.load_input_event.then(busy, None, run, **private).then(
             h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze_example").then(
             h.transcript_label, [transcript, heard], transcript, **private).then(
-            h.learn, learn_inputs, learn_outputs, api_name="learn_after_example").then(idle, None, run, **private)
+            idle, None, run, **private).then(   # the button comes back with the results, not after Learn's redraw
+            h.learn, learn_inputs, learn_outputs, api_name="learn_after_example")
         # A new upload or recording starts clean: nothing of the last clip stays on screen.
         upload.upload(h.uploaded, [upload], [audio, upload, *analyze_outputs], api_visibility="private").then(
             h.transcript_label, [transcript, heard], transcript, **private)

@@ -205,6 +205,9 @@ def test_error_replaces_every_result_and_the_next_clip_starts_clean(browser, app
     assert "Voice vs words" not in body and "top emotion" not in body  # no table or sentence of the last clip
     assert page.get_by_label("What Whisper heard").input_value() == ""
     assert _pills(page) == 0
+    # the refusal hands the button back: the visitor can try another clip at once
+    page.get_by_role("button", name="Analyze", exact=True).wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Analyze", exact=True).is_enabled()
     page.screenshot(path=str(shot_dir / "app-error.png"), full_page=True)
     _upload(page, good)
     _analyze(page)
