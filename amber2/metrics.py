@@ -133,12 +133,40 @@ def reliability(y_true: np.ndarray, y_pred: np.ndarray, n_bins: int = ECE_BINS) 
     return {"edges": edges.tolist(), "n": counts.tolist(), "confidence": mean(conf), "accuracy": mean(acc)}
 
 
+def _ece(bins: np.ndarray, correct: np.ndarray, confidence: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    # sum over bins of n_b/N |accuracy_b - confidence_b| = sum over bins of |sum of (correct - confidence)| / N
+    gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
+    return float(np.abs(gap).sum() / len(bins))
+
+
 def calibration_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """{"ece"}: expected calibration error of the top probability, 10 equal-width bins."""
-    curve = reliability(y_true, y_pred)
-    total = sum(curve["n"])
-    return {"ece": float(sum(n / total * abs(a - c) for n, a, c in zip(curve["n"], curve["accuracy"],
-                                                                      curve["confidence"]) if n))}
+    y_true, y_pred = _check(y_true, y_pred)
+    confidence = y_pred.max(axis=1)
+    correct = (y_pred.argmax(axis=1) == y_true.argmax(axis=1)).astype(np.float64)
+    return {"ece": _ece(confidence_bin(confidence), correct, confidence)}
+
+
+def item_parts(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """What every metric is made of, per item (JS, JSD, BC and R² terms, true and predicted class, top
+    probability and its bin), so `metrics_of_items` can score any resample of the items without recomputing."""
+    y_true, y_pred = _check(y_true, y_pred)
+    confidence = y_pred.max(axis=1)
+    return {"js": js_distance(y_true, y_pred), "jsd_bits": jsd_bits(y_true, y_pred),
+            "bc": np.sqrt(y_true * y_pred).sum(axis=1), "r2": r2_per_item(y_true, y_pred),
+            "t": y_true.argmax(axis=1), "p": y_pred.argmax(axis=1), "confidence": confidence,
+            "bin": confidence_bin(confidence)}
+
+
+def metrics_of_items(parts: dict[str, np.ndarray], rows: np.ndarray, n_classes: int) -> dict[str, float]:
+    """`all_metrics` of the items `rows` (repeats allowed, e.g. a bootstrap resample) from `item_parts`."""
+    t, p = parts["t"][rows], parts["p"][rows]
+    f1, support, present = _f1_per_class(t, p, n_classes)
+    correct = (t == p).astype(np.float64)
+    return {**{k: float(parts[k][rows].mean()) for k in DISTRIBUTION_METRICS},
+            "acc": float(correct.mean()), "f1": float(f1[present].mean()),
+            "wf1": float((f1 * support).sum() / support.sum()),
+            "ece": _ece(parts["bin"][rows], correct, parts["confidence"][rows])}
 
 
 def all_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

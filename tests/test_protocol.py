@@ -445,13 +445,14 @@ def test_predictions_file_recomputes_the_reported_metrics(result, data, tmp_path
 def test_paired_bootstrap_interval(result, data):
     """AmbER² minus CB-CE on the same items: the point difference is that of the reported means, the interval
     holds it, a resample's metrics equal amber2.metrics on the resampled items, and seeds are counted."""
-    from train.results import _metrics_of, _per_item, paired_bootstrap
+    from amber2.metrics import item_parts, metrics_of_items
+    from train.results import paired_bootstrap
 
     ours, base = result.predictions["amber2"][:, 2], result.predictions["cbce"][:, 2]
     rows = np.random.default_rng(5).integers(0, len(data.y), len(data.y))
-    parts = _per_item(data.y, ours[0])
+    parts = item_parts(data.y, ours[0])
     expected = all_metrics(data.y[rows], ours[0][rows])
-    for k, v in _metrics_of(parts, rows, data.y.shape[1]).items():
+    for k, v in metrics_of_items(parts, rows, data.y.shape[1]).items():
         assert v == pytest.approx(expected[k])
     boot = paired_bootstrap(data.y, ours, base, n_resamples=200, seed=0)
     for k, row in boot.items():

@@ -275,17 +275,17 @@ def corpus_description(corpus, cfg: DemoConfig) -> dict:
     }
 
 
-def eq6_ablation(corpus, run_cfg, protocol, default, report: dict) -> list[str]:
-    """Run the protocol again with the paper's Eq. 6 as written (state in its own folder, resumable) and
-    return the README lines comparing it with the default run `default` (a ProtocolResult)."""
+def eq6_ablation(run_cfg, protocol, outcome, report: dict) -> list[str]:
+    """Run the protocol again on the same items with the paper's Eq. 6 as written (state in its own folder,
+    resumable) and return the README lines comparing it with the default run (`outcome` of `run_corpus`)."""
     from amber2.heads import HEADS
     from train.config import ProtocolConfig
     from train.protocol import run_protocol
     from train.results import paired_bootstrap
-    from train.run import LOSS_PRESETS, corpus_data, log
+    from train.run import LOSS_PRESETS, log
 
     eq6 = ProtocolConfig(**{**protocol.to_dict(), **LOSS_PRESETS["eq6"]})
-    data, _ = corpus_data(corpus, run_cfg, eq6.n_folds)
+    data, default = outcome.data, outcome.result
     work = Path(run_cfg.work_dir)
     result = run_protocol(data, eq6, work.with_name(work.name + "-eq6"), log=log.info)
     student = HEADS.index(protocol.student)
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((Path(args.report_dir) / "report.json").read_text(encoding="utf-8"))
         ablation = []
         if args.eq6_ablation:
-            ablation = eq6_ablation(corpus, run_cfg, protocol, outcome.result, report)
+            ablation = eq6_ablation(run_cfg, protocol, outcome, report)
         write_demo_readme(Path(args.report_dir), card, Path(args.out), breakdown, report, ablation)
         append_card_notes(Path(args.out))
         print(summary_text(outcome))

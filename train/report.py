@@ -179,8 +179,8 @@ def _calibration_section(data: dict, png: str, html: str) -> list[str]:
     return ["## Calibration",
             "ECE: 10 equal-width bins of the predicted top probability; an item counts as correct when the "
             "predicted class is the raters' majority (ties to the first class); mean ± std over seeds. The "
-            "reliability diagram pools every seed's test predictions: a calibrated model's points lie on the "
-            "diagonal.",
+            "reliability diagram pools every seed's test predictions (bins of fewer than "
+            f"{RELIABILITY_MIN_ITEMS} items are not drawn): a calibrated model's points lie on the diagonal.",
             _table(["Method"] + [HEAD_LABELS[h] for h in HEAD_LABELS], rows),
             f"![Reliability diagram]({png})", f"Interactive version: [{html}]({html})."]
 
@@ -268,6 +268,15 @@ def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
 
 
 COLORS = {"cbce": "#8c8c8c", "amber2": "#d1495b"}
+# Reliability bins holding fewer items are not drawn: one or two items make a point at accuracy 0 or 1 that
+# says nothing (ECE weighs every bin by its size, so it is unaffected).
+RELIABILITY_MIN_ITEMS = 20
+
+
+def _reliability_points(curve: dict) -> list[tuple[float, float, int]]:
+    """(confidence, accuracy, n) of the bins worth drawing."""
+    return [(c, a, n) for c, a, n in zip(curve["confidence"], curve["accuracy"], curve["n"])
+            if n >= RELIABILITY_MIN_ITEMS]
 
 
 def render_fig2_png(binned: dict, student: str, path: Path, title: str) -> None:
@@ -347,8 +356,9 @@ def render_reliability_png(calibration: dict, path: Path, title: str) -> None:
     for ax, head in zip(axes, HEAD_LABELS):
         ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle="--", linewidth=1, label="calibrated")
         for i, method in enumerate(("cbce", "amber2")):
-            curve = calibration[method][head]
-            pts = [(c, a) for c, a, n in zip(curve["confidence"], curve["accuracy"], curve["n"]) if n]
+            pts = [(c, a) for c, a, _ in _reliability_points(calibration[method][head])]
+            if not pts:
+                continue
             ax.plot(*zip(*pts), marker="os"[i], color=COLORS[method], linewidth=2, label=METHOD_LABELS[method])
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean top probability (confidence)", title=HEAD_LABELS[head])
         ax.grid(alpha=0.3)
@@ -370,8 +380,7 @@ def render_reliability_html(calibration: dict, path: Path, title: str) -> None:
         fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#bbbbbb"),
                                  name="calibrated", showlegend=c == 1), row=1, col=c)
         for method in ("cbce", "amber2"):
-            curve = calibration[method][head]
-            pts = [(conf, acc, n) for conf, acc, n in zip(curve["confidence"], curve["accuracy"], curve["n"]) if n]
+            pts = _reliability_points(calibration[method][head])
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
                                      text=[f"n={p[2]}" for p in pts], name=METHOD_LABELS[method],
                                      marker_color=COLORS[method], legendgroup=method, showlegend=c == 1),

@@ -211,36 +211,6 @@ def save_predictions(result: ProtocolResult, path: str | Path, ids: Sequence[str
     return atomic_write(Path(path), write)
 
 
-def _per_item(y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """What every metric is made of, per item: JS, JSD, BC and R² terms, the true and predicted classes, the
-    top probability and its ECE bin."""
-    from amber2.metrics import confidence_bin, js_distance, r2_per_item
-
-    y, pred = np.asarray(y, np.float64), np.asarray(pred, np.float64)   # as amber2.metrics computes
-    js = js_distance(y, pred)
-    confidence = pred.max(1)
-    return {"js": js, "jsd_bits": js ** 2 / np.log(2.0), "bc": np.sqrt(y * pred).sum(1), "r2": r2_per_item(y, pred),
-            "t": y.argmax(1), "p": pred.argmax(1), "confidence": confidence,
-            "bin": confidence_bin(confidence)}
-
-
-def _metrics_of(parts: dict[str, np.ndarray], rows: np.ndarray, n_classes: int) -> dict[str, float]:
-    """`amber2.metrics.all_metrics` of the items `rows` (repeats allowed), from their per-item parts."""
-    from amber2.metrics import ECE_BINS
-
-    t, p = parts["t"][rows], parts["p"][rows]
-    tp = np.bincount(t[t == p], minlength=n_classes)
-    support, predicted = np.bincount(t, minlength=n_classes), np.bincount(p, minlength=n_classes)
-    denom = support + predicted
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
-    bins = parts["bin"][rows]
-    gap = np.bincount(bins, weights=(t == p) - parts["confidence"][rows], minlength=ECE_BINS)
-    return {"js": float(parts["js"][rows].mean()), "jsd_bits": float(parts["jsd_bits"][rows].mean()),
-            "bc": float(parts["bc"][rows].mean()), "r2": float(parts["r2"][rows].mean()),
-            "acc": float((t == p).mean()), "f1": float(f1[denom > 0].mean()),
-            "wf1": float((f1 * support).sum() / support.sum()), "ece": float(np.abs(gap).sum() / len(rows))}
-
-
 def reliability_curves(predictions: dict[str, np.ndarray], y: np.ndarray) -> dict:
     """method -> head -> `amber2.metrics.reliability` of the pooled test predictions, all seeds together."""
     from amber2.metrics import reliability
@@ -258,17 +228,17 @@ def paired_bootstrap(y: np.ndarray, ours: np.ndarray, baseline: np.ndarray, n_re
     replacement (the same draw for both methods and every seed); the interval is the percentile interval of
     the seed-averaged difference. `better_seeds` counts seeds whose full-sample metric is better for ours
     (`amber2.metrics.HIGHER_IS_BETTER`)."""
-    from amber2.metrics import ALL_METRICS, HIGHER_IS_BETTER
+    from amber2.metrics import ALL_METRICS, HIGHER_IS_BETTER, item_parts, metrics_of_items
 
     if ours.shape != baseline.shape or ours.shape[1:] != y.shape:
         raise ProtocolError(f"paired predictions must share one shape (seeds, N, C) matching y {y.shape}, got "
                             f"{ours.shape} and {baseline.shape}")
     n, n_classes = y.shape
-    parts = [[_per_item(y, p) for p in preds] for preds in (ours, baseline)]
+    parts = [[item_parts(y, p) for p in preds] for preds in (ours, baseline)]
     everything = np.arange(n)
 
     def difference(rows: np.ndarray) -> dict[str, float]:
-        scores = [[_metrics_of(pp, rows, n_classes) for pp in method] for method in parts]
+        scores = [[metrics_of_items(pp, rows, n_classes) for pp in method] for method in parts]
         means = [{k: np.mean([m[k] for m in method]) for k in ALL_METRICS} for method in scores]
         return {k: means[0][k] - means[1][k] for k in ALL_METRICS}
 
@@ -279,7 +249,7 @@ def paired_bootstrap(y: np.ndarray, ours: np.ndarray, baseline: np.ndarray, n_re
     out = {}
     for k in ALL_METRICS:
         higher = HIGHER_IS_BETTER[k]
-        per_seed = [(_metrics_of(a, everything, n_classes)[k], _metrics_of(b, everything, n_classes)[k])
+        per_seed = [(metrics_of_items(a, everything, n_classes)[k], metrics_of_items(b, everything, n_classes)[k])
                     for a, b in zip(*parts)]
         lo, hi = np.quantile([d[k] for d in draws], [alpha, 1 - alpha])
         out[k] = {"difference": full[k], "low": float(lo), "high": float(hi), "level": level,

@@ -94,6 +94,7 @@ class RunOutcome:
     hyperparameters: dict[str, float]
     result: Any = None
     pushed_to: str | None = None
+    data: Any = None                   # the protocol's input (ProtocolData), for follow-up runs on the same items
     metrics: dict = field(default_factory=dict)
 
 
@@ -152,9 +153,12 @@ def load_encoders(audio_name: str, text_name: str):
             LazyEncoder(text_name, lambda: load_text_encoder(text_name), encoder_dim(text_name)))
 
 
-def corpus_data(corpus, cfg: RunConfig, n_folds: int, encoders: tuple | None = None):
-    """(ProtocolData, extracted features) of a corpus: its vectors from the cache, extracted where missing."""
+def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
+               encoders: tuple | None = None) -> RunOutcome:
+    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
+    from train import hub, protocol as proto, report
     from train.features import extract_features
+    from train.results import PREDICTIONS_FILE, save_predictions
 
     audio_enc, text_enc = encoders or load_encoders(cfg.audio_encoder, cfg.text_encoder)
     log.info("%s: %d items; extracting features (cache: %s)", corpus.name, len(corpus.items), cfg.cache_dir)
@@ -162,16 +166,7 @@ def corpus_data(corpus, cfg: RunConfig, n_folds: int, encoders: tuple | None = N
                              progress=cfg.progress)
     if feats.skipped:
         log.warning("%d item(s) skipped for unreadable audio (listed above)", len(feats.skipped))
-    return protocol_data(corpus, feats, n_folds, audio_enc.name, text_enc.name), feats
-
-
-def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
-               encoders: tuple | None = None) -> RunOutcome:
-    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
-    from train import hub, protocol as proto, report
-    from train.results import PREDICTIONS_FILE, save_predictions
-
-    data, feats = corpus_data(corpus, cfg, protocol.n_folds, encoders)
+    data = protocol_data(corpus, feats, protocol.n_folds, audio_enc.name, text_enc.name)
 
     log.info("protocol: %d folds x %d seeds x %d grid points (+ CB-CE), %d epochs; state in %s",
              protocol.n_folds, len(protocol.seeds), len(protocol.grid), protocol.max_epochs, cfg.work_dir)
@@ -188,7 +183,7 @@ def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
 
     outcome = RunOutcome(cfg.report_dir, cfg.model_dir, len(data.y), feats.skipped,
                          {"lambda_mai": lambda_mai, "kappa": kappa, "seed": seed}, result,
-                         metrics=card_info["metrics"])
+                         metrics=card_info["metrics"], data=data)
     if cfg.push_to_hub:
         outcome.pushed_to = hub.push_to_hub(cfg.model_dir, cfg.push_to_hub, token=cfg.token, private=cfg.private)
     return outcome
