@@ -2,6 +2,7 @@
 
     python benchmarks/protocol.py                         # 5 folds x 5 seeds x 9 grid points + 5 baseline, 30 epochs
     python benchmarks/protocol.py --folds 1 --epochs 2 --breakdown   # a short run while iterating
+    python benchmarks/protocol.py --processes 2 [--epochs 30]       # the whole protocol, 1 vs 2 processes
 
 Prints the wall time, the arithmetic the protocol performed (every linear layer's forward and backward,
 counted from the layer shapes x the rows processed) and efficiency = FLOPs / wall time / matmul speed, where
@@ -16,13 +17,22 @@ side. `--breakdown` also times the fast step's phases in fp32 and in bf16.
 Two FLOP counts are printed: "nominal" counts every backward as 2x its forward (the usual convention);
 "executed" counts what the hand-written backward really does (the layers that read the raw features need no
 input gradient, so their backward is 1x their forward).
+
+`--processes N` times the whole protocol (all 5 folds, resumable fold files in a temporary folder) as one
+process and as N processes started by torchrun, the trainer's own multi-process path (`run_protocol` with a
+`train.distributed` group: folds dealt across processes, rank 0 pools them), and prints both side by side:
+the launched command's wall time (interpreter start and imports included) and the protocol's own time. On
+the CPU the cores are split evenly (`--threads` per process, default: cores / processes).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,6 +128,60 @@ def step_breakdown(data, cfg: ProtocolConfig, per_row: FlopsPerRow, steps: int =
     return total
 
 
+def protocol_worker(out: Path, args: argparse.Namespace) -> int:
+    """One process of a `--processes` timing: the whole protocol through `run_protocol`'s group path."""
+    from train.distributed import Launch, start
+    from train.protocol import run_protocol
+
+    launch = Launch.from_env()
+    data = synthetic_data(n_folds=5, seed=0, **IEMOCAP)
+    cfg = ProtocolConfig(seeds=tuple(range(args.seeds)), max_epochs=args.epochs,
+                         device=launch.device(args.device), runs_per_batch=args.runs_per_batch,
+                         precision=args.precision, num_threads=args.threads)
+    group = start(out, launch)
+    try:
+        t0 = time.perf_counter()
+        result = run_protocol(data, cfg, out, group=group)
+        if result is not None:
+            js = result.metrics["amber2"]["AT"]["js"]["mean"]
+            print(json.dumps({"seconds": time.perf_counter() - t0, "amber2_js": js}), flush=True)
+    finally:
+        group.close()
+    return 0
+
+
+def compare_processes(args: argparse.Namespace) -> int:
+    """The whole protocol as 1 and as `args.processes` processes (torchrun), side by side."""
+    n = args.processes
+    cores = os.cpu_count() or 1
+    rows, load_before = [], os.getloadavg()
+    for procs in (1, n):
+        threads = args.threads or (max(1, cores // procs) if args.device == "cpu" else None)
+        with tempfile.TemporaryDirectory() as out:
+            launcher = [sys.executable] if procs == 1 else [
+                sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)]
+            cmd = [*launcher, __file__, "--worker", out, "--epochs", str(args.epochs), "--seeds", str(args.seeds),
+                   "--device", args.device, "--runs-per-batch", str(args.runs_per_batch),
+                   "--precision", args.precision] + (["--threads", str(threads)] if threads else [])
+            t0 = time.perf_counter()
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+        if res.returncode:
+            print(res.stdout, res.stderr[-4000:], sep="\n")
+            return res.returncode
+        line = json.loads(next(x for x in res.stdout.splitlines() if x.startswith("{")))
+        rows.append((procs, threads, wall, line["seconds"], line["amber2_js"]))
+    print(f"whole protocol: 5 folds x {args.seeds} seeds x 9 grid points (+ CB-CE), {args.epochs} epochs, "
+          f"IEMOCAP-sized random features; device {args.device}, {cores} cores")
+    print("processes  threads each  wall (s)  protocol (s)  speed-up  AmbER² JS (AT)")
+    for procs, threads, wall, seconds, js in rows:
+        print(f"{procs:9d}  {threads or '-':>12}  {wall:8.1f}  {seconds:12.1f}  {rows[0][2] / wall:7.2f}x  {js:.6f}")
+    print("(same fold files either way: the AmbER² JS column must match)")
+    print("load average (1, 5, 15 min) before: {:.1f} {:.1f} {:.1f}, after: {:.1f} {:.1f} {:.1f}".format(
+        *load_before, *os.getloadavg()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=5, help="how many of the 5 folds to run (all: 5)")
@@ -130,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                     "fp32 or bf16")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the phases of one training step, fp32 and bf16 side by side")
+    ap.add_argument("--processes", type=int, default=None,
+                    help="time the whole protocol as 1 and as this many processes (torchrun), side by side")
+    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)   # one process of a --processes timing
     args = ap.parse_args(argv)
+    if args.worker:
+        return protocol_worker(args.worker, args)
+    if args.processes:
+        return compare_processes(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -18,6 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand; `run` is the default when the first argument is not a command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    if command != "run":
+        from train.distributed import Launch
+
+        if Launch.from_env().world > 1:   # each process would redo the whole command into the same files
+            print(f"error: only `python -m train [run]` runs as several processes; start `{command}` "
+                  "without a launcher", file=sys.stderr)
+            return 2
     if command == "inspect":
         from train.inspect import main as inspect_main
 

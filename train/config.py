@@ -110,6 +110,10 @@ class ProtocolConfig:
         else:
             if device.type == "cuda" and not torch.cuda.is_available():
                 problems.append(f"device {self.device!r} was asked for but no CUDA GPU is available")
+            elif device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+                # e.g. more processes per machine than GPUs: each process takes cuda:LOCAL_RANK
+                problems.append(f"device {self.device!r} was asked for but this machine has "
+                                f"{torch.cuda.device_count()} GPU(s) (one process per GPU)")
         try:
             self.loss_config(self.lambda_mai_grid[0] if self.lambda_mai_grid else 0.5, 4.0)
         except ValueError as err:

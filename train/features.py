@@ -14,6 +14,11 @@ The audio vectors come from the audio encoder's own ``embed`` (e.g. ``whisper-ba
 blocks 1-3 on the clip's own frames, mean and std over time) applied to ``amber2.audio.load_audio`` output:
 what the app computes at inference time. Clips are embedded in order of file size, so a batch holds clips of
 similar length.
+
+Under a launcher (`train.distributed`) every process hashes every item, the batches of missing vectors are
+planned once (the same plan a single process would follow) and dealt across the processes; each writes only
+its own batches' shards, then all wait until every vector is in the cache and read the others' shards. A
+batch holds the same clips whichever process embeds it, so the vectors equal a one-process extraction's.
 """
 from __future__ import annotations
 
@@ -26,11 +31,14 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from amber2.files import atomic_write
+
+if TYPE_CHECKING:
+    from train.distributed import Group
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +147,16 @@ class ShardCache:
         self._clean_stale_tmp()
         self.vectors: dict[str, np.ndarray] = {}
         self._shards: list[Path] = []
+        self._written: list[Path] = []   # shards this object wrote, and their keys
+        self._written_keys: list[str] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the shards that appeared since this cache was last read (other processes' batches)."""
+        known = set(self._shards)
         for shard in sorted(self.dir.glob("shard-*.npz")):
+            if shard in known:
+                continue
             loaded = self._read(shard)
             if loaded is not None:
                 self._shards.append(shard)
@@ -155,6 +172,8 @@ class ShardCache:
                 pass  # another process may have just renamed or removed it
 
     def _read(self, shard: Path) -> dict[str, np.ndarray] | None:
+        if not shard.exists():
+            return None   # merged away by a concurrent compaction; its vectors are in the merged shard
         try:
             with np.load(shard, allow_pickle=False) as z:
                 keys, vecs, name = z["keys"], z["vectors"], str(z["encoder"])
@@ -185,6 +204,8 @@ class ShardCache:
                                f"for {len(keys)} inputs; expected ({len(keys)}, {self.dim})")
         shard = self._write(list(keys), vectors)
         self._shards.append(shard)
+        self._written.append(shard)
+        self._written_keys += keys
         self.vectors.update(zip(keys, vectors))
         return shard
 
@@ -210,7 +231,18 @@ class ShardCache:
                 shard.unlink()
             except FileNotFoundError:
                 pass  # a concurrent run compacted it already; its vectors are in `merged` anyway
-        self._shards = [merged]
+        self._shards, self._written, self._written_keys = [merged], [], []
+
+    def compact_written(self) -> None:
+        """Merge the shards this object wrote into one (no other process reads them yet: see extract_features)."""
+        if len(self._written) <= 1:
+            return
+        keys = list(dict.fromkeys(self._written_keys))
+        merged = self._write(keys, np.stack([self.vectors[k] for k in keys]))
+        for shard in self._written:
+            shard.unlink(missing_ok=True)
+        self._shards = [s for s in self._shards if s not in self._written] + [merged]
+        self._written, self._written_keys = [merged], keys
 
 
 @dataclass
@@ -255,17 +287,21 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def extract_features(corpus_items: Sequence, audio_encoder: Embedder, text_encoder: Embedder,
                      cache_dir: str | Path, batch_size: int = 8, progress: bool = True,
-                     load_audio: Callable[[Path], np.ndarray] | None = None) -> Features:
+                     load_audio: Callable[[Path], np.ndarray] | None = None, group: "Group | None" = None) -> Features:
     """Embed every item's audio file and transcript, reusing and extending the on-disk cache.
 
     ``corpus_items`` are ``train.datasets.Item``s (anything with ``id``, ``audio`` and ``transcript``).
     Items whose audio is missing or unreadable are logged (id + reason), left out of the arrays and listed in
     ``Features.skipped``; they are not cached, so a fixed file is picked up next time. ``load_audio`` defaults to
-    ``amber2.audio.load_audio`` (what the app uses). Returns ``Features`` (unpacks to ``(audio, text)``,
-    float32 arrays of shapes (N, audio_encoder.dim) and (N, text_encoder.dim)).
+    ``amber2.audio.load_audio`` (what the app uses). ``group`` (``train.distributed.start``) shares the work
+    among the processes of a launch; every process then gets the whole result. Returns ``Features`` (unpacks
+    to ``(audio, text)``, float32 arrays of shapes (N, audio_encoder.dim) and (N, text_encoder.dim)).
     """
+    from train.distributed import SINGLE
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    group = group or SINGLE
     loader = load_audio or _default_loader()
     errors = _audio_errors()
     skipped: dict[str, str] = {}
@@ -293,16 +329,32 @@ def extract_features(corpus_items: Sequence, audio_encoder: Embedder, text_encod
     # Similar lengths side by side (file size as the cheap proxy): encoders that pad a batch to its longest
     # clip waste less.
     order = sorted(pending.values(), key=lambda p: (p.path.suffix, _size(p.path)))
-    _embed_audio(order, audio_encoder, audio_cache, loader, errors, batch_size,
-                 progress, skipped)
+    batches = list(_batches(order, batch_size))
+    # Every process has read the cache (so all plan the same batches) before any of them writes to it.
+    group.wait("features-plan")
+    mine = group.deal(batches)
+    log.info("audio features (%s): %d of %d clips cached, %d to embed%s", audio_encoder.name,
+             len(set(audio_keys.values())) - len(pending), len(set(audio_keys.values())), len(pending),
+             f" ({sum(map(len, mine))} by rank {group.rank})" if group.world > 1 else "")
+    _embed_audio(mine, audio_encoder, audio_cache, loader, errors, progress, skipped, group.check)
+    if group.world > 1:
+        audio_cache.compact_written()
+        reasons = {k: v for share in group.wait("features-audio", skipped) for k, v in share.items()}
+        skipped = {item.id: reasons[item.id] for item in corpus_items if item.id in reasons}
+        audio_cache.refresh()
     for item_id in skipped:
         audio_keys.pop(item_id, None)
 
     kept = [i for i, item in enumerate(corpus_items) if item.id in audio_keys]
     text_keys = {corpus_items[i].id: sha1_text(corpus_items[i].transcript or "") for i in kept}
-    _embed_text(corpus_items, kept, text_keys, text_encoder, text_cache, batch_size, progress)
-    audio_cache.compact()
-    text_cache.compact()
+    _embed_text(corpus_items, kept, text_keys, text_encoder, text_cache, batch_size, progress, group)
+    if group.world > 1:
+        text_cache.compact_written()
+        group.wait("features-text")
+        text_cache.refresh()
+    else:   # with several processes, others may still be reading the shards compaction would remove
+        audio_cache.compact()
+        text_cache.compact()
 
     for item_id, reason in skipped.items():
         log.warning("skipped %s: %s", item_id, reason)
@@ -310,16 +362,21 @@ def extract_features(corpus_items: Sequence, audio_encoder: Embedder, text_encod
         raise FeatureError(f"no usable item among {len(corpus_items)}: every audio file was missing or "
                            f"unreadable (first: {next(iter(skipped.items()), ('-', '-'))})")
     ids = [corpus_items[i].id for i in kept]
+    lost = [i for i in ids if audio_keys[i] not in audio_cache.vectors or text_keys[i] not in text_cache.vectors]
+    if lost:   # only when processes do not see one cache folder
+        raise FeatureError(f"{len(lost)} item(s) have no vector after every process finished (first: {lost[0]}); "
+                           f"is {cache_dir} on a filesystem every process shares?")
     audio = np.stack([audio_cache.vectors[audio_keys[i]] for i in ids]).astype(np.float32, copy=False)
     text = np.stack([text_cache.vectors[text_keys[i]] for i in ids]).astype(np.float32, copy=False)
     return Features(audio, text, kept, ids, skipped)
 
 
-def _embed_audio(pending: list[_Pending], encoder: Embedder, cache: ShardCache,
+def _embed_audio(batches: list[Sequence[_Pending]], encoder: Embedder, cache: ShardCache,
                  loader: Callable[[Path], np.ndarray], errors: tuple[type[BaseException], ...],
-                 batch_size: int, progress: bool, skipped: dict[str, str]) -> None:
-    with _progress(len(pending), f"audio features ({encoder.name})", progress) as bar:
-        for batch in _batches(pending, batch_size):
+                 progress: bool, skipped: dict[str, str], check: Callable[[], None]) -> None:
+    with _progress(sum(map(len, batches)), f"audio features ({encoder.name})", progress) as bar:
+        for batch in batches:
+            check()
             keys, signals = [], []
             for p in batch:
                 try:
@@ -334,12 +391,13 @@ def _embed_audio(pending: list[_Pending], encoder: Embedder, cache: ShardCache,
 
 
 def _embed_text(items: Sequence, kept: list[int], text_keys: dict[str, str], encoder: Embedder,
-                cache: ShardCache, batch_size: int, progress: bool) -> None:
+                cache: ShardCache, batch_size: int, progress: bool, group: "Group") -> None:
     by_key = {text_keys[items[i].id]: items[i].transcript or "" for i in kept}
     missing = cache.missing(by_key)
     # Text is cheap to embed and benefits from bigger batches; the batch size caps audio memory, not this.
-    size = max(batch_size, 64)
-    with _progress(len(missing), f"text features ({encoder.name})", progress) as bar:
-        for keys in _batches(missing, size):
+    mine = group.deal(list(_batches(missing, max(batch_size, 64))))
+    with _progress(sum(map(len, mine)), f"text features ({encoder.name})", progress) as bar:
+        for keys in mine:
+            group.check()
             cache.put(keys, encoder.embed([by_key[k] for k in keys]))
             bar.update(len(keys))

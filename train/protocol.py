@@ -40,7 +40,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ from train.ensemble import initial_model, make_ensemble
 from train.fit import train_ensemble
 from train.results import (FoldResult, ProtocolResult, load_fold, paired_bootstrap, pooled_predictions,
                            reliability_curves, save_fold, summarize)
+
+if TYPE_CHECKING:
+    from train.distributed import Group
 
 
 def select_grid_point(runs: Sequence[RunSpec], best_val: np.ndarray, metric: str) -> dict:
@@ -155,12 +158,60 @@ def run_fold(data: ProtocolData, cfg: ProtocolConfig, fold: int, tensors: dict[s
                       time.perf_counter() - t0)
 
 
+def protocol_fingerprint(data: ProtocolData, cfg: ProtocolConfig) -> str:
+    """What a fold file must have been computed with to be reused: the settings that change results + the data."""
+    return hashlib.sha1(json.dumps([cfg.fingerprint_dict(), data.fingerprint()], sort_keys=True,
+                                   default=str).encode()).hexdigest()
+
+
+def pending_folds(data: ProtocolData, cfg: ProtocolConfig, out_dir: str | Path) -> list[int]:
+    """The fold ids not finished in out_dir yet (ProtocolError on a fold computed with other data or settings)."""
+    fingerprint = protocol_fingerprint(data, cfg)
+    return [f for f in data.fold_ids if load_fold(Path(out_dir), f, fingerprint) is None]
+
+
+def run_folds(data: ProtocolData, cfg: ProtocolConfig, out_dir: str | Path | None, folds: Sequence[int], *,
+              on_fold_done: Callable[[FoldResult], None] | None = None, log: Callable[[str], None] | None = None,
+              before_fold: Callable[[], None] | None = None) -> list[FoldResult]:
+    """The results of `folds`: loaded from out_dir when finished there, else trained (and saved to out_dir).
+
+    on_fold_done is called after each newly computed fold has been saved, before_fold before each is trained."""
+    fingerprint = protocol_fingerprint(data, cfg)
+    old_threads = torch.get_num_threads()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        tensors = _to_device(data, cfg.device)
+        results = []
+        for fold in folds:
+            res = load_fold(Path(out_dir), fold, fingerprint) if out_dir is not None else None
+            if res is not None:
+                if log:
+                    log(f"fold {fold}: loaded from {out_dir}")
+                results.append(res)
+                continue
+            if before_fold:
+                before_fold()
+            res = run_fold(data, cfg, fold, tensors, log)
+            if out_dir is not None:
+                save_fold(res, Path(out_dir), fingerprint)
+            results.append(res)
+            if on_fold_done:
+                on_fold_done(res)
+    finally:
+        torch.set_num_threads(old_threads)
+    return results
+
+
 def run_protocol(data: ProtocolData, cfg: ProtocolConfig | None = None, out_dir: str | Path | None = None, *,
                  on_fold_done: Callable[[FoldResult], None] | None = None,
-                 log: Callable[[str], None] | None = None) -> ProtocolResult:
+                 log: Callable[[str], None] | None = None, group: "Group | None" = None) -> ProtocolResult | None:
     """Run the whole protocol; with out_dir, finished folds are saved and a restart skips them.
 
     on_fold_done is called after each newly computed fold has been saved (not for folds loaded from disk).
+    With a `group` of several processes (`train.distributed.start`), the unfinished folds are dealt across
+    them (each fold is trained whole, exactly as one process trains it), all wait, and rank 0 pools the fold
+    files and returns the result; the other processes return None.
     """
     cfg = cfg or ProtocolConfig()
     t0 = time.perf_counter()
@@ -168,29 +219,18 @@ def run_protocol(data: ProtocolData, cfg: ProtocolConfig | None = None, out_dir:
     if len(fold_ids) != cfg.n_folds:
         raise ProtocolError(f"the data has {len(fold_ids)} folds {fold_ids} but the configuration asks for "
                             f"{cfg.n_folds} (set ProtocolConfig.n_folds)")
-    fingerprint = hashlib.sha1(json.dumps([cfg.fingerprint_dict(), data.fingerprint()], sort_keys=True,
-                                          default=str).encode()).hexdigest()
-    old_threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    try:
-        tensors = _to_device(data, cfg.device)
-        folds = []
-        for fold in fold_ids:
-            res = load_fold(Path(out_dir), fold, fingerprint) if out_dir is not None else None
-            if res is not None:
-                if log:
-                    log(f"fold {fold}: loaded from {out_dir}")
-                folds.append(res)
-                continue
-            res = run_fold(data, cfg, fold, tensors, log)
-            if out_dir is not None:
-                save_fold(res, Path(out_dir), fingerprint)
-            folds.append(res)
-            if on_fold_done:
-                on_fold_done(res)
-    finally:
-        torch.set_num_threads(old_threads)
+    if group is not None and group.world > 1:
+        if out_dir is None:
+            raise ProtocolError("several processes pass their folds on through files: give out_dir")
+        mine = group.deal(pending_folds(data, cfg, out_dir))
+        group.wait("folds-plan")   # every process has listed the finished folds before any new one is written
+        if log:
+            log(f"folds for this process to train: {mine or 'none'}")
+        run_folds(data, cfg, out_dir, mine, on_fold_done=on_fold_done, log=log, before_fold=group.check)
+        group.wait("folds")
+        if not group.is_main:
+            return None
+    folds = run_folds(data, cfg, out_dir, fold_ids, on_fold_done=on_fold_done, log=log)
     predictions = pooled_predictions(folds, len(data.y), cfg.seeds)
     metrics, edges, binned = summarize(predictions, data.y, cfg)
     selected = {f.fold: {m: {k: v for k, v in sel.items() if k != "scores"} for m, sel in f.selection.items()}

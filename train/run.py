@@ -10,6 +10,9 @@ Output folder (OUT):
     protocol/                         finished folds; re-running the same command resumes here
 Features are cached in --cache-dir (default $AMBER2_CACHE/features), shared by every run on the same audio.
 
+The same command runs as several processes under `accelerate launch` or `torchrun` (docs/distributed.md):
+feature extraction and the folds are shared out, rank 0 writes the report and the checkpoint.
+
 Every `ProtocolConfig` field is a flag (`--max-epochs`, `--lambda-mai-grid 0.3 0.5`, ...), plus the short forms
 `--folds`, `--epochs` and `--seeds` (one number N: seeds 0..N-1; several numbers: those seeds).
 Choices where the paper is silent:
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +100,8 @@ class RunOutcome:
     pushed_to: str | None = None
     data: Any = None                   # the protocol's input (ProtocolData), for follow-up runs on the same items
     metrics: dict = field(default_factory=dict)
+    rank: int = 0                      # under a launcher: this process (only rank 0 writes the report and model)
+    world: int = 1
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -108,6 +114,7 @@ USER_ERRORS = {
     ("train.run", "RunError"), ("train.datasets.corpus", "DatasetError"), ("train.features", "FeatureError"),
     ("train.config", "ProtocolError"), ("train.hub", "HubError"), ("train.demo", "DemoError"),
     ("amber2.audio", "AudioError"), ("amber2.encoders", "EncoderError"), ("amber2.asr", "WhisperLoadError"),
+    ("train.distributed", "PeerFailure"),
 }
 
 
@@ -154,23 +161,31 @@ def load_encoders(audio_name: str, text_name: str):
 
 
 def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
-               encoders: tuple | None = None) -> RunOutcome:
-    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push."""
+               encoders: tuple | None = None, group=None) -> RunOutcome:
+    """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push.
+
+    With a `group` of several processes (train.distributed.start), features and folds are shared out and
+    only rank 0 goes on past the protocol; the others return an outcome without result."""
     from train import hub, protocol as proto, report
+    from train.distributed import SINGLE
     from train.features import extract_features
     from train.results import PREDICTIONS_FILE, save_predictions
 
+    group = group or SINGLE
     audio_enc, text_enc = encoders or load_encoders(cfg.audio_encoder, cfg.text_encoder)
     log.info("%s: %d items; extracting features (cache: %s)", corpus.name, len(corpus.items), cfg.cache_dir)
     feats = extract_features(corpus.items, audio_enc, text_enc, cfg.cache_dir, cfg.feature_batch_size,
-                             progress=cfg.progress)
+                             progress=cfg.progress, group=group)
     if feats.skipped:
         log.warning("%d item(s) skipped for unreadable audio (listed above)", len(feats.skipped))
     data = protocol_data(corpus, feats, protocol.n_folds, audio_enc.name, text_enc.name)
 
     log.info("protocol: %d folds x %d seeds x %d grid points (+ CB-CE), %d epochs; state in %s",
              protocol.n_folds, len(protocol.seeds), len(protocol.grid), protocol.max_epochs, cfg.work_dir)
-    result = proto.run_protocol(data, protocol, cfg.work_dir, log=log.info)
+    result = proto.run_protocol(data, protocol, cfg.work_dir, log=log.info, group=group)
+    if result is None:   # not rank 0: its folds are on disk, rank 0 pools them
+        return RunOutcome(cfg.report_dir, cfg.model_dir, len(data.y), feats.skipped, {}, data=data,
+                          rank=group.rank, world=group.world)
     report.write_report(result, cfg.report_dir, corpus.name)
     save_predictions(result, Path(cfg.report_dir) / PREDICTIONS_FILE, data.ids)
 
@@ -183,7 +198,7 @@ def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
 
     outcome = RunOutcome(cfg.report_dir, cfg.model_dir, len(data.y), feats.skipped,
                          {"lambda_mai": lambda_mai, "kappa": kappa, "seed": seed}, result,
-                         metrics=card_info["metrics"], data=data)
+                         metrics=card_info["metrics"], data=data, rank=group.rank, world=group.world)
     if cfg.push_to_hub:
         outcome.pushed_to = hub.push_to_hub(cfg.model_dir, cfg.push_to_hub, token=cfg.token, private=cfg.private)
     return outcome
@@ -384,29 +399,43 @@ def dataset_options(dataset: str, space: str | None, n_folds: int) -> dict:
     return {k: v for k, v in wanted.items() if k in known and v is not None}
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+def configure_logging(prefix: str = "") -> None:
+    logging.basicConfig(level=logging.INFO, format=prefix + "%(message)s", stream=sys.stderr)
 
 
-def guarded(body: Callable[[], int]) -> int:
-    """Run a command body; a user-facing error becomes one `error:` line and exit status 2."""
+def guarded(body: Callable[[], int], prefix: str = "") -> int:
+    """Run a command body; a user-facing error becomes one `error:` line and exit status 2.
+
+    `prefix` starts every line (under a launcher it names the process: "[rank 1 of 2] ")."""
     try:
         return body()
     except Exception as exc:
         if not is_user_error(exc):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prefix}error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished folds and cached features are kept; run the same command to resume",
+        print(f"{prefix}interrupted: finished folds and cached features are kept; run the same command to resume",
               file=sys.stderr)
         return 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m train [run]`."""
+    """Entry point of `python -m train [run]`; under a launcher, one process of several (train.distributed)."""
+    from train.distributed import Launch, PeerFailure, lone_cpu_launch, start
+
     args = build_parser().parse_args(argv)
-    configure_logging()
+    try:
+        launch = Launch.from_env()
+    except PeerFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    prefix = f"[rank {launch.rank} of {launch.world}] " if launch.world > 1 else ""
+    configure_logging(prefix)
+    if note := lone_cpu_launch():
+        log.warning(note)
+    if launch.cpu:   # `accelerate launch --cpu`: no process touches a GPU (the encoders pick one when they see it)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
     def body() -> int:
         from train.datasets import DATASETS, load_dataset
@@ -419,17 +448,31 @@ def main(argv: list[str] | None = None) -> int:
             raise RunError(f"--root is required for --dataset {dataset}" +
                            (" (or --csv FILE)" if dataset == "csv" else ""))
         protocol = protocol_from_args(args)
+        device = launch.device(protocol.device)
+        if device != protocol.device:
+            protocol = dataclasses.replace(protocol, device=device)
+        if device.startswith("cuda:"):   # the encoders' bare "cuda" then means this process's GPU too
+            import torch
+
+            torch.cuda.set_device(torch.device(device))
         cfg = RunConfig(out=args.out, audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
                         cache_dir=args.cache_dir, feature_batch_size=args.feature_batch_size,
                         final_seed=args.final_seed, push_to_hub=args.push_to_hub, private=args.private,
-                        token=args.token, progress=not args.no_progress)
+                        token=args.token, progress=not args.no_progress and launch.rank == 0)
         corpus = load_dataset(dataset, root, **dataset_options(dataset, args.space, protocol.n_folds))
         command = " ".join(["python -m train", *(argv if argv is not None else sys.argv[1:])])
-        outcome = run_corpus(corpus, cfg, protocol, card={"command": redact_command(command)})
+        group = start(args.out, launch)
+        try:
+            outcome = run_corpus(corpus, cfg, protocol, card={"command": redact_command(command)}, group=group)
+        except BaseException as exc:
+            group.fail(exc)
+            raise
+        finally:
+            group.close()
         print(summary_text(outcome))
         return 0
 
-    return guarded(body)
+    return guarded(body, prefix)
 
 
 def redact_command(command: str) -> str:
@@ -441,6 +484,9 @@ def redact_command(command: str) -> str:
 
 def summary_text(outcome: RunOutcome) -> str:
     """What the command prints when it is done."""
+    if outcome.rank:
+        return (f"rank {outcome.rank} of {outcome.world}: features and folds done; rank 0 writes the report "
+                f"and the checkpoint ({outcome.report_dir})")
     lines = [f"trained on {outcome.n_items} items ({len(outcome.skipped)} skipped for unreadable audio)",
              f"report:     {outcome.report_dir / 'report.md'}",
              f"checkpoint: {outcome.model_dir}  (python -m amber2 analyze FILE --model {outcome.model_dir})"]
