@@ -14,11 +14,24 @@ from pathlib import Path
 from typing import Callable
 
 CACHE_ENV = "AMBER2_CACHE"
+DATA_ENV = "AMBER2_DATA"
+# Hugging Face Spaces mounts a Space's persistent storage (when enabled) here; the rest of a Space is wiped on restart.
+SPACES_PERSISTENT = Path("/data")
 
 
 def cache_root() -> Path:
     """`$AMBER2_CACHE`, default `~/.cache/amber2` (read on every call, so tests and users can redirect it)."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "amber2")
+
+
+def data_root() -> Path:
+    """Where the app keeps what users make (Vote together rooms and votes): `$AMBER2_DATA`; else a Space's
+    persistent storage when it is mounted; else `<cache_root()>/data`."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    if os.environ.get("SPACE_ID") and SPACES_PERSISTENT.is_dir() and os.access(SPACES_PERSISTENT, os.W_OK):
+        return SPACES_PERSISTENT / "amber2"
+    return cache_root() / "data"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], mode: int = 0o644) -> Path:
