@@ -29,6 +29,7 @@ bench: setup
 	$(BIN)/python benchmarks/app_latency.py
 	$(BIN)/python benchmarks/protocol.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/timeline.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +21,14 @@ import numpy as np
 
 from amber2 import charts, explain, model_panel, views
 from amber2 import examples as example_clips
-from amber2.audio import AudioError
+from amber2.audio import AudioError, AudioTooLong
 from amber2.labels import vote_distribution
+from amber2.files import data_root
 from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
+from amber2.rooms import RoomStore
+from amber2.timeline import Timeline, TimelineConfig, analyze_timeline, segment_rows, write_csv
 from amber2.weights import expert_weight_curve
+import vote_tab  # the Vote together tab (beside this file)
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("amber2.app")
@@ -54,6 +59,7 @@ class AppConfig:
     # pipeline, whose refusal says what is wrong (too long).
     max_file_size: str = "50mb"
     warmup: bool = True           # run one example at start-up so the first visitor does not wait for lazy loads
+    data: Path = field(default_factory=data_root)  # Vote together's rooms and votes ($AMBER2_DATA)
 
 
 # ---- checkpoint card (I/O only; the wording is amber2.model_panel.describe) ----
@@ -103,9 +109,10 @@ def display_ref(ref: str) -> str:
 class Handlers:
     """The functions Gradio calls; each returns values for the components and turns failures into messages."""
 
-    def __init__(self, analyzer: Analyzer, classes: list[str]):
+    def __init__(self, analyzer: Analyzer, classes: list[str], timeline: TimelineConfig = TimelineConfig()):
         self.analyzer = analyzer
         self.classes = classes
+        self.timeline = timeline
 
     def _outputs(self, a: Analysis, before: Analysis | None = None) -> tuple:
         info = explain.summary(a)
@@ -115,11 +122,11 @@ class Handlers:
     def _failed(self, message: str) -> tuple:
         """Every result component cleared, one message in the panel: nothing of an earlier clip stays."""
         return ("", charts.placeholder_figure(self.classes, views.NO_RESULT), views.error_markdown(message),
-                {"error": message}, None, None)
+                {"error": message}, None, None, None)
 
     def cleared(self) -> tuple:
         """Results back to their start: a new clip is waiting for Analyze."""
-        return "", charts.placeholder_figure(self.classes, views.READY), "", None, None, None
+        return "", charts.placeholder_figure(self.classes, views.READY), "", None, None, None, None, *NO_TIMELINE
 
     def uploaded(self, path: str | None) -> tuple:
         """An uploaded file becomes the clip to analyse (playable in the Speech box; the upload box empties,
@@ -133,11 +140,75 @@ class Handlers:
         clip's results on screen under red pills."""
         if not audio_path:
             return self._failed("No audio yet: record with the microphone or upload a file, then press Analyze.")
-        progress(0.05, desc=views.waiting_message(views.clip_seconds(audio_path)))
-        a, message = self._guard(lambda: self.analyzer.analyze(audio_path))
+        seconds = views.clip_seconds(audio_path)
+        if views.is_long(seconds, self.timeline.short_clip):
+            return self.analyze_long(audio_path, progress)
+        progress(0.05, desc=views.waiting_message(seconds))
+        too_long = []
+
+        def one_clip() -> Analysis:
+            try:
+                return self.analyzer.analyze(audio_path)
+            except AudioTooLong:
+                too_long.append(True)
+                raise
+
+        a, message = self._guard(one_clip)
+        if too_long:  # a length the file's header did not tell (e.g. WebM): the timeline takes it
+            return self.analyze_long(audio_path, progress)
         if a is None:
             return self._failed(message)
-        return (a.transcript, *self._outputs(a), a)
+        return (a.transcript, *self._outputs(a), a, None)
+
+    def analyze_long(self, audio_path: str, progress) -> tuple:
+        """A recording longer than a short clip: the whole recording's reading in the chart, and its timeline
+        for `show_timeline`; a segment is read by clicking it (`segment`)."""
+        t, message = self._guard(lambda: analyze_timeline(
+            self.analyzer, audio_path, self.timeline, progress=lambda f, m: progress(f, desc=m)))
+        if t is None:
+            return self._failed(message)
+        info = explain.summary(t.summary)
+        heading = views.timeline_heading(t.duration, len(t.segments), sum(s.speech for s in t.segments))
+        numbers = {**t.summary.to_dict(), "explanation": info, "segments": segment_rows(t.source, t)}
+        return ("", charts.distribution_figure(t.summary), heading + "\n\n" + explain.summary_markdown(info),
+                numbers, None, None, t)
+
+    def show_timeline(self, t: Timeline | None) -> tuple:
+        """The timeline's figure, its segments table and CSV download; hidden when no timeline is on screen."""
+        if t is None:
+            return NO_TIMELINE
+        csv_path = write_csv(Path(tempfile.mkdtemp(prefix="amber2-")) / f"{Path(t.source).stem or 'recording'}"
+                             "-segments.csv", segment_rows(t.source, t), t.classes)
+        levels = [explain.agreement(s.analysis) for s in t.segments]
+        return (gr.update(visible=True), self._timeline_figure(t), views.segment_table(t.segments, levels),
+                str(csv_path))
+
+    @staticmethod
+    def _timeline_figure(t: Timeline, selected: int | None = None):
+        return charts.timeline_figure(t, [explain.disagrees(s.analysis) for s in t.segments], selected=selected)
+
+    def segment(self, t: Timeline | None, index: int) -> tuple:
+        """One segment of the timeline on screen: its words (editable, as a clip's), the bar chart, its reading."""
+        if t is None or not 0 <= index < len(t.segments):
+            return (gr.update(),) * 7
+        s = t.segments[index]
+        a = s.analysis
+        chart, summary, numbers, _ = self._outputs(a)
+        summary = views.segment_heading(index, s.start, s.end) + "\n\n" + summary
+        numbers = {"start": s.start, "end": s.end, **numbers}
+        return a.transcript, chart, summary, numbers, a, a, self._timeline_figure(t, index)
+
+    def segment_from_table(self, t: Timeline | None, evt: gr.SelectData) -> tuple:
+        """A click on a row of the segments table."""
+        return self.segment(t, int(evt.index[0]) if evt is not None and evt.index is not None else -1)
+
+    def segment_from_plot(self, t: Timeline | None, picked: str) -> tuple:
+        """A click on the timeline, relayed by TIMELINE_CLICK_JS as "index:nonce"."""
+        try:
+            index = int(str(picked).split(":")[0])
+        except ValueError:
+            index = -1
+        return self.segment(t, index)
 
     def reanalyze(self, transcript: str, heard: Analysis | None):
         """Edited transcript -> new text and fused predictions, drawn over Whisper's reading (`heard`, whose
@@ -193,6 +264,23 @@ class Handlers:
 
 
 ANALYZE = "Analyze"
+# The timeline's part of the Analyze outputs, hidden (a short clip, a refusal, a new clip).
+NO_TIMELINE = (gr.update(visible=False), None, None, None)
+# gr.Plot has no click event: a click on a timeline bar writes "segment index:time" into the hidden
+# #segment-pick box, whose .change event reads that segment (Handlers.segment_from_plot).
+TIMELINE_CLICK_JS = """() => {
+  const pick = (ev) => {
+    const p = ev && ev.points && ev.points[0];
+    const box = document.querySelector('#segment-pick textarea, #segment-pick input');
+    if (!p || !p.customdata || !box) return;
+    box.value = `${p.customdata[0]}:${Date.now()}`;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  setInterval(() => {
+    const plot = document.querySelector('#timeline .js-plotly-plot');
+    if (plot && plot._ev && !plot._ev.listeners('plotly_click').includes(pick)) plot.on('plotly_click', pick);
+  }, 400);
+}"""
 
 
 def busy() -> dict:
@@ -232,7 +320,11 @@ an emotion **distribution** each: from the **voice** (audio), from the **words**
 # On a phone the plotly toolbar would sit over the legend and the chart titles: hidden there (hover
 # values and the chart itself are unaffected).
 CSS = """.gradio-container {max-width: 1100px !important; margin: auto;}
-@media (max-width: 640px) { .js-plotly-plot .modebar-container {display: none !important;} }"""
+@media (max-width: 640px) {
+  .js-plotly-plot .modebar-container {display: none !important;}
+  [role="tablist"] button[role="tab"] {padding-left: 6px !important; padding-right: 6px !important;}
+}
+#segment-pick {display: none !important;}"""
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 LEARN_EQ1 = r"""### 1. Raters disagree: votes become a distribution (Eq. 1)
 Several people label each clip. AmbER² keeps all their votes: $y_c = n_c / N$, the share of the $N$ raters
@@ -250,8 +342,10 @@ both expert heads at once, each weighted by how close it is to the raters, so it
 agrees with people."""
 
 
-def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | None) -> gr.Blocks:
-    """The Blocks app around a loaded Analyzer."""
+def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | None,
+               rooms: RoomStore | None = None) -> gr.Blocks:
+    """The Blocks app around a loaded Analyzer (`rooms`: Vote together's store, default under data_root())."""
+    rooms = rooms if rooms is not None else RoomStore(data_root())
     classes = list(analyzer.classes)
     h = Handlers(analyzer, classes)
     report = read_report(model_ref)
@@ -263,6 +357,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
     with gr.Blocks(title="AmbER² emotion from speech and text") as demo:
         state = gr.State(None)  # the reading on screen (Whisper's words or the visitor's edit)
         heard = gr.State(None)  # the reading of Whisper's own words: the edit is drawn over it
+        kept = vote_tab.browser_states(rooms)  # outside the tabs, so the browser's copy is read at page load
         gr.Markdown(INTRO)
         with gr.Tab("Analyze"):
             with gr.Row():
@@ -280,6 +375,15 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                     chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
                                     label="Emotion distributions", show_label=False)
                     summary = gr.Markdown("")
+            # A long recording's timeline, below the reading of the whole recording (or of the segment clicked).
+            with gr.Column(visible=False) as timeline_box:
+                timeline_plot = gr.Plot(show_label=False, elem_id="timeline")
+                segment_pick = gr.Textbox(elem_id="segment-pick", show_label=False, container=False)
+                segments_table = gr.Dataframe(headers=views.SEGMENT_COLUMNS, interactive=False, wrap=True,
+                                              label="Segments (click one to read it)", elem_id="segments",
+                                              max_height=360)
+                csv_file = gr.File(label="Segments as CSV", interactive=False, elem_id="segments-csv")
+            timeline_state = gr.State(None)
             # Below both columns, so that on a phone the chart comes right after the transcript.
             examples = gr.Examples([[str(path)] for path, _ in EXAMPLE_CLIPS], inputs=[audio],
                                    example_labels=[label for _, label in EXAMPLE_CLIPS],
@@ -298,6 +402,9 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
             kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA0, step=0.25, label="κ (sharpness)")
             weights_plot = gr.Plot(weights0, show_label=False)
             learn_text = gr.Markdown(learn0)
+        # "Vote", not "Vote together": four short names fit one row on a 390 px phone (no overflow menu)
+        with gr.Tab("Vote", id="vote", elem_id="vote-together"):
+            vote_tab.build(demo, rooms, analyzer, classes, EXAMPLE_CLIPS, kept)
         with gr.Tab("Model"):
             gr.Markdown(panel["summary"])
             gr.Markdown(panel["results"])
@@ -307,29 +414,42 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
 
         learn_inputs = [state, kappa, *votes]
         learn_outputs = [votes_plot, weights_plot, learn_text, kappa, *votes]
-        analyze_outputs = [transcript, chart, summary, numbers, state, heard]
+        # timeline_state is a State, so the /analyze API returns what it always did; show_timeline draws it.
+        analyze_outputs = [transcript, chart, summary, numbers, state, heard, timeline_state]
+        timeline_parts = [timeline_box, timeline_plot, segments_table, csv_file]
+        segment_outputs = [transcript, chart, summary, numbers, state, heard, timeline_plot]
         private = {"api_visibility": "private", "queue": False}
         # The button is disabled while its clip is analysed: a double click cannot queue the work twice.
         run.click(busy, None, run, **private).then(
             h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze").then(
+            h.show_timeline, [timeline_state], timeline_parts, **private).then(
             h.transcript_label, [transcript, heard], transcript, **private).then(
             idle, None, run, **private).then(   # the button comes back with the results, not after Learn's redraw
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze")
         # A clicked example fills the audio input, then is analysed at once (not cached: facts.md §5).
         examples.load_input_event.then(busy, None, run, **private).then(
             h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze_example").then(
+            h.show_timeline, [timeline_state], timeline_parts, **private).then(
             h.transcript_label, [transcript, heard], transcript, **private).then(
             idle, None, run, **private).then(   # the button comes back with the results, not after Learn's redraw
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_example")
         # A new upload or recording starts clean: nothing of the last clip stays on screen.
-        upload.upload(h.uploaded, [upload], [audio, upload, *analyze_outputs], api_visibility="private").then(
+        upload.upload(h.uploaded, [upload], [audio, upload, *analyze_outputs, *timeline_parts],
+                      api_visibility="private").then(
             h.transcript_label, [transcript, heard], transcript, **private)
-        audio.stop_recording(h.cleared, None, analyze_outputs, api_visibility="private").then(
+        audio.stop_recording(h.cleared, None, [*analyze_outputs, *timeline_parts], api_visibility="private").then(
             h.transcript_label, [transcript, heard], transcript, **private)
         transcript.submit(h.reanalyze, inputs=[transcript, heard], outputs=[chart, summary, numbers, state],
                           api_name="reanalyze").then(
             h.transcript_label, [transcript, heard], transcript, **private).then(
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_reanalyze")
+        segments_table.select(h.segment_from_table, [timeline_state], segment_outputs, api_name="segment").then(
+            h.transcript_label, [transcript, heard], transcript, **private)
+        # .change, not .input: the value is written by TIMELINE_CLICK_JS, never by a handler (no loop)
+        segment_pick.change(h.segment_from_plot, [timeline_state, segment_pick], segment_outputs,
+                           api_visibility="private").then(
+            h.transcript_label, [transcript, heard], transcript, **private)
+        demo.load(None, js=TIMELINE_CLICK_JS)
         # .input: every change the visitor makes (drag, arrow keys, a typed number); always_last drops stale ones.
         gr.on([c.input for c in (kappa, *votes)], h.learn, learn_inputs, learn_outputs, api_name="learn",
               trigger_mode="always_last")
@@ -347,6 +467,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
                    help="Whisper size that transcribes (default: the checkpoint's own audio encoder)")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="requests served at once")
     p.add_argument("--no-warmup", dest="warmup", action="store_false")
+    p.add_argument("--data", type=Path, default=d.data,
+                   help="folder of Vote together's rooms and votes (env AMBER2_DATA; default %(default)s)")
     return AppConfig(**vars(p.parse_args(argv)))
 
 
@@ -366,12 +488,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     cfg = parse_args(argv)
     analyzer, config, card = load(cfg)
-    demo = build_demo(analyzer, cfg.model, config, card)
+    rooms = RoomStore(cfg.data)
+    rooms.purge_expired()
+    demo = build_demo(analyzer, cfg.model, config, card, rooms)
     demo.queue(default_concurrency_limit=cfg.concurrency)
     # Real corpus examples are read in place beside the checkout: Gradio must be allowed to serve them.
     corpus_dirs = sorted({str(path.parent) for path, _ in EXAMPLE_CLIPS if example_clips.SHARED in path.parents})
     demo.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share, max_file_size=cfg.max_file_size,
-                theme=gr.themes.Soft(), css=CSS, allowed_paths=corpus_dirs)
+                theme=gr.themes.Soft(), css=CSS + "\n" + vote_tab.CSS,
+                allowed_paths=corpus_dirs + [str(rooms.clips)])  # round clips only, never the database
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Command line: ``python -m amber2 analyze FILE... [--transcript TEXT] [--model DIR_OR_REPO] [--json]``.
+"""Command line: ``python -m amber2 analyze FILE... [--transcript TEXT] [--model DIR_OR_REPO] [--json]``,
+and for long recordings ``python -m amber2 analyze --segments FILE... [--json] [--csv OUT] [--max-seconds S]``
+(one row per segment: `amber2.timeline`; progress on stderr).
 
 Each file is analysed on its own: a file that cannot be used gets a one-line error on stderr and the others
 are still processed. Exit status: 0 when every file was analysed, 1 when any failed, 2 when the model
@@ -28,8 +30,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="use these words instead of the Whisper transcript; once for all files, or once per file")
     p.add_argument("--model", default=None, metavar="DIR_OR_REPO",
                    help="checkpoint folder or Hub repo id (default: $AMBER2_MODEL, else assets/amber2-demo)")
-    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (per segment with --segments) per line")
+    p.add_argument("--segments", action="store_true",
+                   help="emotion over time: cut each recording (up to --max-seconds) into segments of about 2-15 s "
+                        "and analyse each")
+    p.add_argument("--csv", default=None, metavar="OUT", help="with --segments: also write the segments to a CSV table")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="with --segments: the longest recording accepted (default 600 s)")
     args = parser.parse_args(argv)
+    if not args.segments and (args.csv or args.max_seconds is not None):
+        parser.error("--csv and --max-seconds go with --segments")
+    if args.segments and args.transcript:
+        parser.error("--transcript cannot be used with --segments: each segment's words come from Whisper")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        parser.error("--max-seconds must be a positive number of seconds")
     if args.transcript and len(args.transcript) not in (1, len(args.files)):
         parser.error(f"--transcript given {len(args.transcript)} times for {len(args.files)} files: "
                      "give it once (used for every file) or once per file")
@@ -85,7 +99,7 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
     current sys.stdout/sys.stderr, looked up at call time)."""
     out, err = out or sys.stdout, err or sys.stderr
     _quiet_libraries()
-    from amber2.audio import AudioError
+    from amber2.audio import AudioError, AudioTooLong
     from amber2.pipeline import Analyzer
 
     try:
@@ -93,6 +107,8 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
     except (ValueError, OSError, RuntimeError) as error:  # EncoderError, WhisperLoadError, bad checkpoints
         print(f"{PROG}: cannot load the model: {one_line(error)}", file=err)
         return 2
+    if args.segments:
+        return segment_files(analyzer, args, out, err)
     transcripts = args.transcript or [None]
     failed = 0
     for i, file in enumerate(args.files):
@@ -100,13 +116,71 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
         try:
             result = analyzer.analyze(file, transcript=transcript).to_dict()
         except (AudioError, ValueError, OSError) as error:
-            print(f"{PROG}: {file}: {one_line(error)}", file=err)
+            hint = " Or follow it over time with --segments." if isinstance(error, AudioTooLong) else ""
+            print(f"{PROG}: {file}: {one_line(error)}{hint}", file=err)
             failed += 1
             continue
         if args.json:
             print(json.dumps({"file": file, **result}, ensure_ascii=False), file=out, flush=True)
         else:
             print(render_table(file, result) + "\n", file=out, flush=True)
+    return 1 if failed else 0
+
+
+def render_segments(file: str, rows: list[dict], summary: dict) -> str:
+    """A readable table of one recording's segments (`amber2.timeline.segment_rows`) and its summary
+    (`Analysis.to_dict()` of the whole recording)."""
+    def top(p: list[float], classes: list[str]) -> str:
+        i = max(range(len(p)), key=p.__getitem__)
+        return f"{classes[i]} {100 * p[i]:.0f}%"
+
+    heads = [h.field for h in TABLE]
+    lines = [f"{file}  ({summary['duration']:.1f} s, {len(rows)} segments)",
+             f"  {'start':>7} {'end':>7}  " + "".join(h.short.lower().ljust(15) for h in TABLE) + "conflict  words"]
+    for r in rows:
+        if r["speech"]:
+            cells = "".join(top(r[h], r["classes"]).ljust(15) for h in heads)
+            conflict = "    -   " if r["conflict"] is None else f"{r['conflict']:8.2f}"
+            words = r["transcript"] if len(r["transcript"]) <= 60 else r["transcript"][:57] + "..."
+        else:
+            cells, conflict, words = "(no speech)".ljust(45), "    -   ", ""
+        lines.append(f"  {r['start']:7.1f} {r['end']:7.1f}  {cells}{conflict}  {words}")
+    tops = "   ".join(f"{h.short.lower()} {top(summary[h.field], summary['classes'])}" for h in TABLE)
+    lines.append(f"  whole recording (duration-weighted): {tops}   conflict {summary['conflict']:.2f}")
+    return "\n".join(lines)
+
+
+def segment_files(analyzer, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`analyze --segments`: each file's timeline as JSON lines or a table, optionally a CSV of them all."""
+    from amber2.audio import AudioError
+    from amber2.timeline import TimelineConfig, analyze_timeline, segment_rows, write_csv
+
+    cfg = TimelineConfig() if args.max_seconds is None else TimelineConfig(max_seconds=args.max_seconds)
+    failed, rows = 0, []
+    for file in args.files:
+        def progress(fraction: float, message: str, file=file) -> None:
+            print(f"{PROG}: {file}: {100 * fraction:3.0f}% {message}", file=err, flush=True)
+
+        try:
+            timeline = analyze_timeline(analyzer, file, cfg, progress=progress)
+        except (AudioError, ValueError, OSError) as error:
+            print(f"{PROG}: {file}: {one_line(error)}", file=err)
+            failed += 1
+            continue
+        file_rows = segment_rows(file, timeline)
+        rows += file_rows
+        if args.json:
+            for row in file_rows:
+                print(json.dumps(row, ensure_ascii=False), file=out, flush=True)
+        else:
+            print(render_segments(file, file_rows, timeline.summary.to_dict()) + "\n", file=out, flush=True)
+    if args.csv:
+        try:
+            write_csv(args.csv, rows, list(analyzer.classes))
+        except OSError as error:
+            print(f"{PROG}: cannot write {args.csv}: {one_line(error)}", file=err)
+            return 1
+        print(f"{PROG}: {len(rows)} segments written to {args.csv}", file=err)
     return 1 if failed else 0
 
 

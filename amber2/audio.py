@@ -35,6 +35,10 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message is shown to a person as is."""
 
 
+class AudioTooLong(AudioError):
+    """Audio longer than the limit (`AudioLimits.max_seconds`): a caller may offer the timeline instead."""
+
+
 @dataclass
 class AudioLimits:
     """What `load_audio` accepts. Silence is judged on the peak level after removing any DC offset: a clip
@@ -117,7 +121,7 @@ def _read_file(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]:
         return _read_with_ffmpeg(path, limits)
     if info.samplerate > 0 and info.frames / info.samplerate > limits.max_seconds:
         # Refuse before reading: a long file would otherwise be decoded into memory just to be rejected.
-        raise AudioError(_too_long(info.frames / info.samplerate, limits))
+        raise AudioTooLong(_too_long(info.frames / info.samplerate, limits))
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
@@ -146,7 +150,7 @@ def _read_with_ffmpeg(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]
     if len(samples) / SAMPLE_RATE > limits.max_seconds:
         match = _DURATION.search(log)
         full = (int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])) if match else None
-        raise AudioError(_too_long(full, limits))
+        raise AudioTooLong(_too_long(full, limits))
     return samples, SAMPLE_RATE
 
 
@@ -226,7 +230,7 @@ def _check(samples: np.ndarray, rate: int, limits: AudioLimits) -> None:
         raise AudioError("The audio contains no samples.")
     seconds = samples.size / rate
     if seconds > limits.max_seconds:
-        raise AudioError(_too_long(seconds, limits))
+        raise AudioTooLong(_too_long(seconds, limits))
     if seconds < limits.min_seconds:
         raise AudioError(f"The recording is only {seconds:.2f} s long; at least {limits.min_seconds:g} s "
                          "of speech is needed.")
@@ -242,14 +246,22 @@ LOUDNESS_DBFS = -20.0
 MAX_GAIN_DB = 60.0        # never amplify near-silence into full scale
 
 
-def loud_frames_rms(samples: np.ndarray) -> float:
-    """RMS over the louder half of the 25 ms frames (10 ms hop, Whisper's mel frames): the speech level,
-    ignoring pauses."""
+def frame_energy(samples: np.ndarray) -> np.ndarray:
+    """Mean square of each 25 ms frame, one every 10 ms (Whisper's mel frames): frame i starts at sample
+    i * HOP_LENGTH."""
     x = np.asarray(samples, dtype=np.float64)
     if x.size < N_FFT:
         x = np.pad(x, (0, N_FFT - x.size))
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]
-    energy = np.mean(frames ** 2, axis=1)
+    # In blocks of a minute: squaring a 10-minute file's frames at once would take 190 MB.
+    block = 60 * SAMPLE_RATE // HOP_LENGTH
+    return np.concatenate([np.mean(frames[i:i + block] ** 2, axis=1) for i in range(0, len(frames), block)])
+
+
+def loud_frames_rms(samples: np.ndarray) -> float:
+    """RMS over the louder half of the 25 ms frames (10 ms hop, Whisper's mel frames): the speech level,
+    ignoring pauses."""
+    energy = frame_energy(samples)
     return float(np.sqrt(np.mean(energy[energy >= np.median(energy)])))
 
 

@@ -2,7 +2,7 @@
 the names and colours of the heads from `amber2.heads`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -12,6 +12,7 @@ from amber2.heads import TABLE, get_head
 
 if TYPE_CHECKING:  # type hints only: charts render, they never run the pipeline
     from amber2.pipeline import Analysis
+    from amber2.timeline import Timeline
     from amber2.weights import WeightCurve
 
 
@@ -94,9 +95,10 @@ def placeholder_figure(classes: Sequence[str], message: str, style: ChartStyle =
 
 def votes_figure(classes: Sequence[str], counts: Sequence[float], distribution: np.ndarray | None,
                  style: ChartStyle = DEFAULT_STYLE, p_audio: np.ndarray | None = None,
-                 p_text: np.ndarray | None = None) -> go.Figure:
+                 p_text: np.ndarray | None = None, p_fused: np.ndarray | None = None) -> go.Figure:
     """Eq. 1 drawn: each class's vote count and the share y_c = n_c / N it becomes; with `p_audio` and
-    `p_text`, the two expert heads' distributions beside it (what Eq. 5 compares with y).
+    `p_text`, the two expert heads' distributions beside it (what Eq. 5 compares with y); with `p_fused`, the
+    fused head's too (Vote together's reveal).
 
     `distribution` None (no vote at all): empty axes that say so."""
     counts = [float(c) for c in counts]
@@ -108,7 +110,7 @@ def votes_figure(classes: Sequence[str], counts: Sequence[float], distribution: 
         text=[f"{int(c)} vote{'s' if c != 1 else ''}" if c == int(c) else f"{c:g} votes" for c in counts],
         textposition="outside", customdata=counts,
         hovertemplate="%{x}: %{customdata:g} of N votes = %{y:.1%}<extra></extra>"))
-    experts = [(get_head("A"), p_audio), (get_head("T"), p_text)]
+    experts = [(get_head("A"), p_audio), (get_head("T"), p_text), (get_head("AT"), p_fused)]
     for head, p in experts:
         if p is not None:
             fig.add_trace(go.Bar(x=list(classes), y=_plain(p), name=f"p_{head.key} ({head.short.lower()} head)",
@@ -134,3 +136,89 @@ def expert_weight_figure(curve: WeightCurve, kappa: float, style: ChartStyle = D
     fig.add_vline(x=kappa, line_dash="dot", line_color="#888888")
     return _layout(fig, style, xaxis={"title": "κ (sharpness)", "range": [0, float(curve.kappas.max())]},
                    yaxis={"title": "expert weight u_m", "range": [0, 1]})
+
+
+# Classes by colour on the timeline (the heads have their lanes there); a class not listed takes the next
+# colour of FALLBACK_CLASS_COLORS.
+CLASS_COLORS = {"neutral": "#9E9E9E", "calm": "#B0BEC5", "happy": "#F0C808", "sad": "#3A6EA5", "angry": "#D1495B",
+                "fear": "#7B4FA0", "disgust": "#5B8C2A", "surprise": "#F08A24", "contempt": "#8D6E63"}
+FALLBACK_CLASS_COLORS = ("#17BECF", "#E377C2", "#BCBD22", "#8C564B", "#1F77B4")
+NO_READING_COLOR = "#E6E6E6"     # a lane where the head gives no reading (no speech, no words)
+CONFLICT_COLOR = "#B00020"
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per class (CLASS_COLORS, else the fallback colours in turn)."""
+    extra = iter(FALLBACK_CLASS_COLORS * (1 + len(classes) // len(FALLBACK_CLASS_COLORS)))
+    return {c: CLASS_COLORS.get(c.lower()) or next(extra) for c in classes}
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def timeline_figure(timeline: "Timeline", disagree: Sequence[bool] = (), style: ChartStyle = DEFAULT_STYLE,
+                    selected: int | None = None) -> go.Figure:
+    """Emotion over time: one lane per head (voice, words, fused), each segment a bar as wide as it lasts,
+    stacked by class (classes by colour); grey where a head gives no reading (no speech, no words). A red
+    marker above the lanes where `disagree[i]` (voice and words tell different emotions); `selected`
+    outlined. Every bar carries its segment's index as customdata (the app reads a click from it)."""
+    from plotly.subplots import make_subplots
+
+    segs = timeline.segments
+    classes = timeline.classes
+    colors = class_colors(classes)
+    fig = make_subplots(rows=len(TABLE), cols=1, shared_xaxes=True, vertical_spacing=0.05)
+    x = [0.5 * (s.start + s.end) for s in segs]
+    width = [s.end - s.start for s in segs]
+    index = list(range(len(segs)))
+    when = [f"{_clock(s.start)}-{_clock(s.end)}" for s in segs]
+    words = [(s.analysis.transcript[:60] + ("…" if len(s.analysis.transcript) > 60 else "")) or "(no words)"
+             for s in segs]
+    for row, head in enumerate(TABLE, start=1):
+        def reads(s) -> bool:
+            return s.speech if head.field != "text" else s.analysis.has_words
+
+        for k, c in enumerate(classes):
+            y = [float(getattr(s.analysis, head.field)[k]) if reads(s) else 0.0 for s in segs]
+            fig.add_trace(go.Bar(
+                x=x, y=y, width=width, name=c, legendgroup=c, showlegend=row == 1, marker_color=colors[c],
+                marker_line_width=0, customdata=list(zip(index, when, words)),
+                hovertemplate=f"{head.short} %{{customdata[1]}}<br>{c}: %{{y:.0%}}<br>%{{customdata[2]}}<extra></extra>"),
+                row=row, col=1)
+        fig.add_trace(go.Bar(
+            x=x, y=[0.0 if reads(s) else 1.0 for s in segs], width=width, name="no reading",
+            legendgroup="none", showlegend=row == 1, marker_color=NO_READING_COLOR, marker_line_width=0,
+            customdata=list(zip(index, when, words)),
+            hovertemplate=f"{head.short} %{{customdata[1]}}: no reading<extra></extra>"), row=row, col=1)
+    marks = [i for i, d in enumerate(disagree) if d]
+    if marks:
+        fig.add_trace(go.Scatter(
+            x=[x[i] for i in marks], y=[1.12] * len(marks), mode="markers", name="voice ≠ words",
+            marker={"symbol": "triangle-down", "size": 12, "color": CONFLICT_COLOR},
+            customdata=[(i, when[i], words[i]) for i in marks],
+            hovertemplate="voice and words disagree %{customdata[1]}<br>%{customdata[2]}<extra></extra>"),
+            row=1, col=1)
+    for i in marks:  # the disagreement also framed in the voice and words lanes
+        for row in (1, 2):
+            fig.add_shape(type="rect", x0=segs[i].start, x1=segs[i].end, y0=0, y1=1, row=row, col=1,
+                          line={"color": CONFLICT_COLOR, "width": 2}, fillcolor="rgba(0,0,0,0)")
+    if selected is not None and 0 <= selected < len(segs):
+        fig.add_vrect(x0=segs[selected].start, x1=segs[selected].end, line={"color": "black", "width": 3},
+                      fillcolor="rgba(0,0,0,0)")
+    ticks = _time_ticks(timeline.duration)
+    for row in range(1, len(TABLE) + 1):
+        fig.update_yaxes(range=[0, 1.2 if row == 1 else 1], tickvals=[0, 0.5, 1], tickformat=".0%", row=row, col=1,
+                         title={"text": TABLE[row - 1].short, "font": {"color": TABLE[row - 1].color}})
+        fig.update_xaxes(range=[0, timeline.duration], tickvals=ticks, ticktext=[_clock(t) for t in ticks],
+                         row=row, col=1)
+    fig.update_xaxes(title="time (min:s); click a segment to read it", row=len(TABLE), col=1)
+    return _layout(fig, replace(style, height=560), barmode="stack", bargap=0, margin={"t": 80},
+                   clickmode="event", hovermode="closest")
+
+
+def _time_ticks(duration: float, target: int = 8) -> list[float]:
+    """About `target` round tick positions (seconds) over [0, duration]."""
+    step = next((s for s in (5, 10, 15, 30, 60, 120, 300) if duration / s <= target), 600)
+    return [float(t) for t in np.arange(0, duration + 1e-9, step)]

@@ -110,6 +110,12 @@ def agreement(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> str:
     return ("unclear", "partly disagree", "disagree")[sum(sure)]
 
 
+def disagrees(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> bool:
+    """Whether voice and words tell different emotions with at least one of them sure ("disagree" or
+    "partly disagree"): what the timeline marks."""
+    return agreement(analysis, cfg) in ("disagree", "partly disagree")
+
+
 def conflict_sentence(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> str:
     """One sentence on whether the voice and the words tell the same emotion."""
     level = agreement(analysis, cfg)

@@ -204,20 +204,33 @@ class Analyzer:
 
     def _score(self, audio_vector: np.ndarray, transcript: str, duration: float, hearing: dict) -> Analysis:
         """The heads on the two vectors; `hearing`: the `HEARING` fields of the Analysis."""
-        text_vector = self.text_encoder.embed([transcript])[0]
+        return self.score_many(np.asarray(audio_vector)[None], [transcript], [duration], [hearing])[0]
+
+    def score_many(self, audio_vectors: np.ndarray, transcripts: list[str], durations: list[float],
+                   hearings: list[dict]) -> list[Analysis]:
+        """One `Analysis` per row of (N, D) `audio_vectors` and its transcript (already stripped), in one
+        text-encoder batch and one pass of the heads; `hearings`: each one's `HEARING` fields. The same
+        numbers, up to float rounding, as scoring each alone."""
+        if not transcripts:
+            return []
+        text_vectors = self.text_encoder.embed(list(transcripts))
         device = next(self.model.parameters()).device  # CPU unless the caller passed a model moved elsewhere
-        probs = self.model.predict(torch.from_numpy(np.asarray(audio_vector, np.float32)).to(device),
-                                   torch.from_numpy(text_vector).to(device))
-        dists = {h.field: probs[h.key].double().cpu().numpy() for h in TABLE}
-        if not transcript:
-            dists = without_words(dists)
-        return Analysis(
-            transcript=transcript, classes=list(self.classes), **dists,
-            entropy={key: float(entropy(p)) for key, p in dists.items()},
-            conflict=float(js_distance(dists["audio"], dists["text"])[0]), duration=float(duration),
-            **hearing,
-            audio_embedding=np.array(audio_vector, np.float32, copy=True), audio_encoder=self.model.audio_encoder,
-        )
+        audio_vectors = np.asarray(audio_vectors, np.float32)
+        probs = self.model.predict(torch.from_numpy(audio_vectors).to(device),
+                                   torch.from_numpy(text_vectors).to(device))
+        probs = {h.field: probs[h.key].double().cpu().numpy().reshape(len(transcripts), -1) for h in TABLE}
+        out = []
+        for i, (transcript, duration, hearing) in enumerate(zip(transcripts, durations, hearings)):
+            dists = {key: p[i] for key, p in probs.items()}
+            if not transcript:
+                dists = without_words(dists)
+            out.append(Analysis(
+                transcript=transcript, classes=list(self.classes), **dists,
+                entropy={key: float(entropy(p)) for key, p in dists.items()},
+                conflict=float(js_distance(dists["audio"], dists["text"])[0]), duration=float(duration),
+                **hearing, audio_embedding=np.array(audio_vectors[i], np.float32, copy=True),
+                audio_encoder=self.model.audio_encoder))
+        return out
 
 
 def without_words(dists: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

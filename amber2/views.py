@@ -97,3 +97,48 @@ def waiting_message(seconds: float | None, long_from: float = 20.0) -> str:
         return (f"A {seconds:.0f} s clip: Whisper writes down every 30 s window in turn, which can take up to a "
                 "minute on this server. The three heads follow in a moment…")
     return f"Whisper is writing down the {seconds:.0f} s clip, then three heads read voice and words…"
+
+
+# ---- Emotion over time: a recording longer than a short clip gets a timeline (amber2.timeline) ----
+
+SEGMENT_COLUMNS = ["#", "time", "voice", "words", "fused", "voice vs words", "what was said"]
+TIMELINE_HINT = "Click a segment on the timeline or in the table to read it."
+
+
+def is_long(seconds: float | None, short_clip: float) -> bool:
+    """Whether a clip of `seconds` (None: unknown) gets a timeline rather than the one-clip view."""
+    return seconds is not None and seconds > short_clip
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def segment_table(segments, agreement: Sequence[str]) -> list[list]:
+    """One row per timeline segment (`amber2.timeline.Segment`): index, time, each head's top emotion,
+    `agreement` (`amber2.explain.agreement` of each), the words."""
+    rows = []
+    for i, (s, level) in enumerate(zip(segments, agreement)):
+        a = s.analysis
+        top = {f: f"{a.top(f)} {float(max(getattr(a, f))):.0%}" for f in ("audio", "text", "fused")}
+        if not s.speech:
+            top = {"audio": "no speech", "text": "–", "fused": "–"}
+        elif not a.has_words:
+            top["text"] = "no words"
+        rows.append([i + 1, f"{_clock(s.start)}-{_clock(s.end)}", top["audio"], top["text"], top["fused"],
+                     level, a.transcript])
+    return rows
+
+
+def timeline_heading(duration: float, n_segments: int, n_speech: int) -> str:
+    """Above the whole-recording reading: what the timeline holds."""
+    silent = n_segments - n_speech
+    rest = f", {silent} without speech" if silent else ""
+    return (f"### Whole recording ({_clock(duration)}, {n_segments} segments{rest})\n"
+            f"Each head's readings averaged over the segments, weighted by how long they last. {TIMELINE_HINT}")
+
+
+def segment_heading(index: int, start: float, end: float) -> str:
+    """Above one segment's reading."""
+    return f"### Segment {index + 1} ({_clock(start)}-{_clock(end)})"

@@ -95,9 +95,10 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def time_interleaved(runs: dict, reps: int) -> dict[str, Timing]:
-    """Median timings of each zero-argument callable in `runs`, measured interleaved (order alternating)."""
-    for fn in runs.values():  # warm-up: first calls pay for lazy initialisation
+def time_interleaved(runs: dict, reps: int, warm_up: bool = True) -> dict[str, Timing]:
+    """Median timings of each zero-argument callable in `runs`, measured interleaved (order alternating);
+    `warm_up`: one untimed call of each first (False: the caller has warmed up)."""
+    for fn in runs.values() if warm_up else ():  # warm-up: first calls pay for lazy initialisation
         fn()
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
     for rep in range(reps):

@@ -172,14 +172,15 @@ def _not_audio(path: Path) -> Path:
     return path
 
 
-def _three_minutes(path: Path) -> Path:
-    t = np.arange(16000 * 180) / 16000
+def _eleven_minutes(path: Path) -> Path:
+    """Past the timeline's 10-minute limit (a 3-minute upload now gets a timeline: test_browser, test_timeline)."""
+    t = np.arange(16000 * 660) / 16000
     sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000, subtype="PCM_16")
     return path
 
 
-@pytest.mark.parametrize("make", [None, _silence, _not_audio, _three_minutes],
-                         ids=["no-audio", "silence", "text-renamed-wav", "three-minutes"])
+@pytest.mark.parametrize("make", [None, _silence, _not_audio, _eleven_minutes],
+                         ids=["no-audio", "silence", "text-renamed-wav", "eleven-minutes"])
 def test_bad_input_gets_a_clear_message_and_the_app_keeps_working(app_url, ravdess_clip, tmp_path, make):
     """A refusal replaces every result (no transcript, an empty chart, one message), not an error left beside
     the last clip's results."""

@@ -286,3 +286,56 @@ def test_model_tab_shows_results_and_the_weak_head(browser, app_url, model_dir, 
     assert page.evaluate("() => document.documentElement.scrollWidth") <= VIEWPORTS["phone"]["width"]
     page.screenshot(path=str(shot_dir / "app-model-phone.png"), full_page=True)
     page.close()
+
+
+def test_ten_minute_recording_gets_a_timeline_with_a_progress_bar(browser, app_url, shot_dir, tmp_path,
+                                                                  shared_dir):  # noqa: F811
+    """A long upload: a progress bar with the segment count while it works (seen mid-run), then the timeline
+    (three lanes), a segment read by clicking it on the timeline and in the table, and the CSV download.
+    An 11-minute file is refused, naming the limit."""
+    import re
+
+    import numpy as np
+    import soundfile as sf
+
+    from test_timeline import build_recording
+
+    path, _ = build_recording(tmp_path, minutes=10)
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _open(page, app_url)
+    _upload(page, path)
+    _analyze(page)
+    # The progress bar: gradio's tracker shows the message and a bar over the results while Whisper works.
+    page.get_by_text(re.compile(r"Whisper heard \d+:\d\d of 10:00: \d+ segments so far")).first.wait_for(
+        timeout=300_000)
+    assert page.locator(".progress-bar").count() >= 1
+    page.screenshot(path=str(shot_dir / "app-timeline-progress.png"))
+    page.wait_for_selector("#timeline .js-plotly-plot", timeout=1_200_000)
+    page.get_by_text(re.compile(r"Whole recording \(10:00, \d+ segments")).first.wait_for(timeout=60_000)
+    lanes = page.locator("#timeline .ytitle, #timeline .y2title, #timeline .y3title").all_text_contents()
+    assert lanes == ["Voice", "Words", "Fused"], lanes
+    page.locator("#segments-csv").get_by_text("recording-segments").first.wait_for(timeout=30_000)  # name, .csv apart
+    page.locator("#timeline").scroll_into_view_if_needed()
+    page.screenshot(path=str(shot_dir / "app-timeline.png"), full_page=True)
+    # A click on the table's third row, then on a bar of the timeline, reads that segment.
+    page.get_by_role("gridcell").filter(has_text=re.compile(r"^\s*3\s*$")).first.click()
+    page.get_by_text(re.compile(r"Segment 3 \(")).first.wait_for(timeout=60_000)
+    assert page.get_by_label("What Whisper heard").input_value()
+    assert page.locator(".js-plotly-plot .barlayer .trace").count() >= 3
+    bars = page.locator("#timeline .barlayer .point")
+    boxes = [b for b in (bars.nth(i).bounding_box() for i in range(min(bars.count(), 400))) if b]
+    box = max(boxes, key=lambda b: b["height"] * b["width"] * (b["x"] > 700))
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => /Segment (?!3 )\\d+ \\(/.test(document.body.innerText)", timeout=60_000)
+    page.screenshot(path=str(shot_dir / "app-timeline-segment.png"), full_page=True)
+    # Eleven minutes: a refusal naming the limit, the timeline gone.
+    long = tmp_path / "eleven.wav"
+    sf.write(long, np.full(11 * 60 * 16000, 0.01, np.float32), 16000)
+    _upload(page, long)
+    _analyze(page)
+    page.get_by_text("the limit is 10 min 0 s").first.wait_for(timeout=120_000)
+    assert not page.locator("#timeline").is_visible()
+    assert not errors, errors
+    page.close()
