@@ -16,6 +16,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
@@ -53,14 +54,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(model: Path, log_path: Path, timeout: float = 300.0):
-    """Start `python app.py` on a free port; return (process, url) once it answers HTTP."""
+def launch_app(model: Path, log_path: Path, timeout: float = 300.0, args: Sequence[str] = (),
+               env: dict[str, str] | None = None):
+    """Start `python app.py --model MODEL [args]` on a free port; return (process, url) once it answers HTTP.
+    The log is appended to (a restarted app keeps the first run's lines); `env`: extra variables."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(model), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    log = open(log_path, "a")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(model), "--port", str(port),
+                             *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

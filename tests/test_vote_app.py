@@ -7,40 +7,20 @@ import io
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from test_app import ROOT, free_port, model_dir  # noqa: F401  (model_dir: session fixture)
+from test_app import ROOT, launch_app, model_dir  # noqa: F401  (model_dir: session fixture)
 
 pytestmark = pytest.mark.slow  # loads Whisper and MiniLM in the app process
 
 
 def launch(model: Path, data: Path, log_path: Path, timeout: float = 300.0):
     """`python app.py --data DATA` on a free port; (process, url) once it answers."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    log = open(log_path, "a")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(model), "--port", str(port),
-                             "--data", str(data), "--no-warmup"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    pytest.fail(f"app.py did not answer within {timeout:.0f} s:\n{log_path.read_text()[-4000:]}")
+    return launch_app(model, log_path, timeout, args=["--data", str(data), "--no-warmup"],
+                      env={"OMP_NUM_THREADS": "1"})
 
 
 def stop(proc) -> None:
