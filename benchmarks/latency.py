@@ -47,11 +47,12 @@ class BenchConfig:
     memory_target_gb: float = 2.0
 
 
-def make_clip(seconds: float) -> np.ndarray:
-    """`seconds` of real speech: RAVDESS clips (different actors and sentences) joined end to end."""
+def make_clip(seconds: float, every: int = 37) -> np.ndarray:
+    """`seconds` of real speech: every `every`-th RAVDESS clip (different actors, sentences and emotions)
+    joined end to end."""
     from amber2.audio import SAMPLE_RATE, load_audio
 
-    files = sorted(RAVDESS.glob("Actor_*/*.flac"))[::37]
+    files = sorted(RAVDESS.glob("Actor_*/*.flac"))[::every]
     if not files:
         raise SystemExit(f"No RAVDESS clips under {RAVDESS}")
     pieces, total = [], 0

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import RAVDESS, ROOT, model_ref, time_interleaved  # noqa: E402  (the shared timing helpers)
+from latency import ROOT, make_clip, model_ref, time_interleaved  # noqa: E402  (the shared timing helpers)
 
 sys.path.insert(0, str(ROOT))
 
@@ -43,18 +43,7 @@ class BenchConfig:
 
 def make_recording(minutes: float) -> np.ndarray:
     """`minutes` of real speech: RAVDESS clips (every 5th file: all actors, emotions, both sentences) joined."""
-    from amber2.audio import SAMPLE_RATE, load_audio
-
-    files = sorted(RAVDESS.glob("Actor_*/*.flac"))[::5]
-    if not files:
-        raise SystemExit(f"No RAVDESS clips under {RAVDESS}")
-    need, pieces, total = int(minutes * 60 * SAMPLE_RATE), [], 0
-    for path in files:
-        pieces.append(load_audio(path))
-        total += len(pieces[-1])
-        if total >= need:
-            break
-    return np.concatenate(pieces)[:need]
+    return make_clip(minutes * 60, every=5)
 
 
 def transcribe_alone(analyzer, samples: np.ndarray) -> dict:

@@ -9,20 +9,11 @@ import re
 import zipfile
 
 import pytest
-
 from test_app import model_dir  # noqa: F401  (session fixture)
 from test_browser import VIEWPORTS, browser, shot_dir  # noqa: F401  (fixtures)
-from test_vote_app import App, stop
+from test_vote_app import app  # noqa: F401  (module fixture: the launched app on its own data folder)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def app(model_dir, tmp_path_factory):  # noqa: F811
-    base = tmp_path_factory.mktemp("vote-browser")
-    a = App(model_dir, base / "data", base / "app.log")
-    yield a
-    stop(a.proc)
 
 
 def _student(browser, url: str, code: str):  # noqa: F811
