@@ -16,10 +16,10 @@ random; the corpora share fold numbers, so every test fold holds every kind of i
 trained on: `python -m train evaluate` scores the shipped voice head on it.
 
 Choices the paper does not make (it has no demo corpus), each a field of `DemoConfig` and a flag:
-* The voice of text items (`text_audio`): "pool" pairs each text with one of 64 espeak-ng clips of plain
-  sentences (4 voices x 16 sentences), chosen by a hash of the text; "spoken" has espeak-ng read the item.
-  The pool costs 64 encoder passes instead of one per item, and keeps the voice head from learning to read
-  words (measured in assets/amber2-demo/README.md).
+* The voice of text items (`text_audio`): "pool" pairs each text with one of 768 espeak-ng clips of plain
+  sentences (24 voices x 32 sentences), chosen by a hash of the text; "spoken" has espeak-ng read the item.
+  The pool costs at most 768 encoder passes instead of one per item, and keeps the voice head from learning
+  to read words (measured in assets/amber2-demo/README.md).
 * Budget: all voices and all EmotionLines lines; GoEmotions capped per majority class
   (`goemotions_per_class`), which keeps every comment of the rare classes (fear, disgust) and caps the
   common ones (neutral, joy), so the words head sees every emotion often.
@@ -57,7 +57,11 @@ class DemoError(RuntimeError):
 
 
 # The flat voice that text-only items are paired with: espeak-ng reading plain sentences that are not in any
-# corpus, in a few voices and speeds. Changing these changes the pool's audio, hence its feature cache keys.
+# corpus, in varied voices, speeds and pitches (voice, words per minute, pitch 0-99). Changing these changes the
+# pool's audio, hence its feature cache keys. The first demo model had the first 16 sentences x the first 4
+# voices: its fused head learned those 64 vectors as "a text item" and misread flat voices it had not met (a
+# neutral sentence in a new espeak voice came out 63% surprise while both experts said neutral). 768 clips in 24
+# voices teach it that a flat voice means "trust the words" (measured in assets/amber2-demo/README.md).
 POOL_SENTENCES = (
     "The next bus leaves at half past four.", "Please put the box on the second shelf.",
     "The report has twelve pages.", "We moved the meeting to room nine.", "The shop opens at eight.",
@@ -66,8 +70,21 @@ POOL_SENTENCES = (
     "The list is on the kitchen table.", "Her office is on the fourth floor.",
     "The package weighs two kilograms.", "We need four more forms.", "The road runs along the river.",
     "This street has six houses.",
+    "The library closes at six on Fridays.", "Add two cups of flour to the bowl.",
+    "The parking lot is behind the building.", "My phone number ends in seven.", "The form asks for your address.",
+    "The lecture starts after lunch.", "Water boils at one hundred degrees.",
+    "The blue folder is in the top drawer.", "The bridge is about a mile long.",
+    "Our flight number is on the ticket.", "The lamp needs a new bulb.",
+    "The museum is on the north side of the park.", "Each box holds ten cans.",
+    "The store sells paper and pens.", "The second page lists the prices.", "The garden has a wooden fence.",
 )
-POOL_VOICES = (("en-us", 150), ("en-gb", 160), ("en-us+f3", 140), ("en-gb-x-rp+m3", 170))
+POOL_VOICES = (("en-us", 150, 50), ("en-gb", 160, 50), ("en-us+f3", 140, 50), ("en-gb-x-rp+m3", 170, 50),
+               ("en-us+m4", 155, 40), ("en-gb+f4", 145, 65), ("en-029", 150, 50), ("en-gb-scotland+m5", 160, 45),
+               ("en-us+f5", 165, 55), ("en-gb-x-gbclan+m6", 140, 40), ("en-gb-x-gbcwmd+f1", 155, 60),
+               ("en-us+m7", 135, 35), ("en-us+f1", 150, 70), ("en-gb+m3", 145, 45), ("en-gb-x-rp+f5", 160, 55),
+               ("en-029+m3", 165, 40), ("en-us+Andy", 150, 50), ("en-gb+Annie", 155, 60), ("en-us+Denis", 140, 45),
+               ("en-gb+Edward", 165, 50), ("en-us+Gene", 150, 40), ("en-gb+Linda", 145, 60), ("en-us+Mike", 160, 50),
+               ("en-gb-scotland+f3", 150, 55))
 
 
 @dataclass
@@ -138,19 +155,23 @@ def speakable(text: str) -> str:
     return " ".join(text.translate(_SPEAKABLE).split())
 
 
-def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minute: int = 150) -> Path:
+def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minute: int = 150,
+               pitch: int = 50) -> Path:
     """Speak ``text`` with espeak-ng into a cached WAV (written atomically); returns its path."""
     if shutil.which("espeak-ng") is None:
         raise DemoError("espeak-ng is not installed; install it (scripts/system-deps.sh or "
                         "`apt-get install espeak-ng`) to build the demo corpus")
     spoken = speakable(text)
-    path = Path(directory) / f"{_content_hash(f'{voice}|{words_per_minute}|{spoken}')}.wav"
+    # espeak-ng's default pitch (50) keeps the cache key it had before pitch was a parameter
+    key = f"{voice}|{words_per_minute}|{spoken}" if pitch == 50 else f"{voice}|{words_per_minute}|p{pitch}|{spoken}"
+    path = Path(directory) / f"{_content_hash(key)}.wav"
     if path.exists():
         return path
 
     def speak(tmp: Path) -> None:
         # "--" keeps an utterance starting with "-" from being read as an option
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(tmp), "--", spoken],
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "-w", str(tmp),
+                        "--", spoken],
                        check=True, capture_output=True, timeout=ESPEAK_TIMEOUT_S)
 
     try:
@@ -161,18 +182,18 @@ def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minut
         raise DemoError(f"espeak-ng failed on {spoken[:60]!r}: {exc.stderr.decode(errors='replace')}") from exc
 
 
-def voice_pool(cfg: DemoConfig, progress: bool = True) -> list[Path]:
-    """The flat-voice clips text-only items are paired with: each POOL_SENTENCES line in each POOL_VOICES voice."""
-    from tqdm.auto import tqdm
+def pool_job(text: str) -> tuple[str, tuple[str, int, int]]:
+    """(pool sentence, espeak-ng voice) of a transcript's flat-voice clip: chosen by a hash of the text, so it
+    never depends on file order."""
+    index = int(_content_hash(text), 16) % (len(POOL_SENTENCES) * len(POOL_VOICES))
+    voice, sentence = divmod(index, len(POOL_SENTENCES))
+    return POOL_SENTENCES[sentence], POOL_VOICES[voice]
 
-    jobs = [(text, voice, wpm) for voice, wpm in POOL_VOICES for text in POOL_SENTENCES]
-    return [synthesize(text, cfg.speech_dir, voice, wpm)
-            for text, voice, wpm in tqdm(jobs, desc="espeak-ng (flat voice pool)", disable=not progress)]
 
-
-def pool_clip(text: str, pool: Sequence[Path]) -> Path:
-    """The pool clip of a transcript: chosen by a hash of the text, so it never depends on file order."""
-    return pool[int(_content_hash(text), 16) % len(pool)]
+def pool_clip(text: str, cfg: DemoConfig) -> Path:
+    """The flat-voice pool clip a transcript is paired with (synthesised on first use, then cached)."""
+    sentence, voice = pool_job(text)
+    return synthesize(sentence, cfg.speech_dir, *voice)
 
 
 def select_per_class(items: Sequence, per_class: int) -> list:
@@ -210,12 +231,12 @@ def build_demo_corpus(cfg: DemoConfig = DemoConfig(), progress: bool = True):
     texts["emotionlines"].items = select_dialogues(texts["emotionlines"].items, cfg.emotionlines_max, cfg.folds)
     texts["goemotions"].items = select_per_class(texts["goemotions"].items, cfg.goemotions_per_class)
 
-    pool = voice_pool(cfg, progress) if cfg.text_audio == "pool" else []
+    pooled = cfg.text_audio == "pool"
     items = [replace(it, id=f"{name}/{it.id}", group=f"{name}/{it.group}")
              for name, corpus in voices.items() for it in corpus.items]
     for name, corpus in texts.items():
-        for it in tqdm(corpus.items, desc=f"flat voice ({name})", disable=not progress or bool(pool)):
-            audio = pool_clip(it.transcript, pool) if pool else synthesize(
+        for it in tqdm(corpus.items, desc=f"flat voice ({name})", disable=not progress):
+            audio = pool_clip(it.transcript, cfg) if pooled else synthesize(
                 it.transcript, cfg.speech_dir, cfg.voice, cfg.words_per_minute)
             items.append(replace(it, id=f"{name}/{it.id}", group=f"{name}/{it.group}", audio=audio))
     skipped = sum((Counter(c.skipped) for c in [*voices.values(), *texts.values()]), Counter())
@@ -233,7 +254,7 @@ DEMO_REPORT = ROOT / "assets" / "demo-report"
 DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2), "max_epochs": 30}
 # Chosen by leave-one-corpus-out on the voice corpora and on EmotionLines/GoEmotions validation data
 # (assets/amber2-demo/README.md has the table).
-DEMO_AUDIO_ENCODER = "whisper-base/L2+3+4-mean-loudnorm"
+DEMO_AUDIO_ENCODER = "whisper-base/L2+3+4-mean-loudnorm-bf16"
 DEMO_TEXT_ENCODER = "minilm-l6"
 LICENCES = [
     "RAVDESS (Livingstone & Russo 2018, PLoS ONE 13(5): e0196391) is CC BY-NC-SA 4.0; these weights are derived "
@@ -361,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                          text_audio=args.text_audio, folds=protocol.n_folds, voice=args.voice,
                          words_per_minute=args.words_per_minute, cache_dir=args.cache_dir)
         corpus = build_demo_corpus(cfg, progress=not args.no_progress)
-        # The protocol state depends on the corpus recipe and the protocol settings: one folder per pair.
+        # The protocol state depends on the corpus recipe (flat-voice pool included), the encoders and the
+        # protocol settings: one folder per combination, so a changed recipe never meets another's folds.
         recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache_dir"}
+        recipe.update(pool=[POOL_SENTENCES, POOL_VOICES], encoders=[args.audio_encoder, args.text_encoder])
         settings = _content_hash(json.dumps([recipe, protocol.fingerprint_dict()], sort_keys=True,
                                             default=str))[:10]
         run_cfg = RunConfig(out=args.out, model_dir=args.out, report_dir=args.report_dir,
