@@ -1,13 +1,14 @@
 """Feature extraction speed: the demo model's own-frames encoder against the 30 s padded one, side by side.
 
-    python benchmarks/features.py [--clips 96] [--reps 3] [--batch-size 8] [--new whisper-base/L2+3+4-mean-loudnorm]
+    python benchmarks/features.py [--clips 96] [--reps 3] [--batch-size 8] [--new ENCODER]
 
 The same clips (real RAVDESS and nEMO speech from ../shared, or espeak-ng sentences where ../shared is
 absent) are embedded by both audio encoders, alternating which goes first each repetition so that drift in
 machine load hits both; the median clips per second of each and their ratio are printed. The "old" way is
 the first demo model's: every clip zero-padded to Whisper's 30 s window, the whole encoder run, the last layer
 pooled over the clip's frames (`whisper-base`). The "new" way runs the encoder on the clip's own frames only,
-stops after the deepest block it pools, and batches clips by length (`whisper-base/L2+3+4-mean-loudnorm`).
+stops after the deepest block it pools, batches clips by length, and runs under bfloat16 autocast
+(`whisper-base/L2+3+4-mean-loudnorm-bf16`).
 The text encoder's sentences per second are printed too (transcripts of the same corpora).
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from train.demo import DEMO_AUDIO_ENCODER  # noqa: E402  (after the path insert; loads no weights)
 
 
 def benchmark_clips(n: int) -> list:
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="timings of each encoder (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per encoder call (default %(default)s)")
     p.add_argument("--old", default="whisper-base", help="encoder of the first demo model")
-    p.add_argument("--new", default="whisper-base/L2+3+4-mean-loudnorm", help="encoder of the demo model")
+    p.add_argument("--new", default=DEMO_AUDIO_ENCODER, help="encoder of the demo model (default %(default)s)")
     p.add_argument("--text", default="minilm-l6", help="text encoder (default %(default)s)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = p.parse_args(argv)

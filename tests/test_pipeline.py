@@ -265,12 +265,13 @@ def test_clip_longer_than_whisper_window(analyzer, ravdess_clip, speak, encoder_
 
 
 def test_own_frames_checkpoint_vector_is_the_training_feature(tmp_path, ravdess_clip):
-    """A checkpoint with the demo model's encoder (blocks 1-3 on the clip's own frames): the app's audio vector
-    is the vector `python -m train` extracts for the same file, and Whisper is loaded once for both jobs."""
+    """A checkpoint with the demo model's encoder (blocks 1-4 on the clip's own frames, bf16): the app's audio
+    vector is the vector `python -m train` extracts for the same file, and Whisper is loaded once for both jobs."""
     from amber2.encoders import load_audio_encoder, load_text_encoder
+    from train.demo import DEMO_AUDIO_ENCODER
     from train.features import extract_features
 
-    model_dir = save_random_model(tmp_path / "m", audio_dim=512, audio_encoder="whisper-base/L2+3+4-mean-loudnorm")
+    model_dir = save_random_model(tmp_path / "m", audio_dim=512, audio_encoder=DEMO_AUDIO_ENCODER)
     own = Analyzer(model=model_dir)
     assert own.asr is own.audio_encoder.backbone
     a = own.analyze(ravdess_clip)
@@ -279,7 +280,7 @@ def test_own_frames_checkpoint_vector_is_the_training_feature(tmp_path, ravdess_
 
     class Item:
         id, audio, transcript = "clip", ravdess_clip, ""
-    feats = extract_features([Item()], load_audio_encoder("whisper-base/L2+3+4-mean-loudnorm"),
+    feats = extract_features([Item()], load_audio_encoder(DEMO_AUDIO_ENCODER),
                              load_text_encoder("minilm-l6"), tmp_path / "cache", progress=False)
     np.testing.assert_allclose(a.audio_embedding, feats.audio[0], rtol=1e-5, atol=1e-5)
 

