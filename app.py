@@ -283,6 +283,29 @@ TIMELINE_CLICK_JS = """() => {
 }"""
 
 
+# Record does nothing visible when the browser refuses the microphone: the refusal reveals #mic-blocked
+# (views.MIC_BLOCKED). getUserMedia is wrapped, so a refusal at the moment Record is pressed is seen too; the
+# Permissions API reports a block made before the page loaded; no mediaDevices at all means plain HTTP.
+MIC_WATCH_JS = """() => {
+  const show = (on) => {
+    const el = document.getElementById('mic-blocked');
+    if (el) el.classList.toggle('shown', on);
+  };
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) { show(true); return; }
+  const ask = md.getUserMedia.bind(md);
+  md.getUserMedia = (constraints) => ask(constraints).then(
+    (stream) => { show(false); return stream; },
+    (err) => { show(true); throw err; });
+  if (navigator.permissions && navigator.permissions.query) {
+    navigator.permissions.query({name: 'microphone'}).then((status) => {
+      show(status.state === 'denied');
+      status.onchange = () => show(status.state === 'denied');
+    }).catch(() => {});
+  }
+}"""
+
+
 def busy() -> dict:
     return gr.update(interactive=False, value="Analysing…")
 
@@ -324,7 +347,10 @@ CSS = """.gradio-container {max-width: 1100px !important; margin: auto;}
   .js-plotly-plot .modebar-container {display: none !important;}
   [role="tablist"] button[role="tab"] {padding-left: 6px !important; padding-right: 6px !important;}
 }
-#segment-pick {display: none !important;}"""
+#segment-pick {display: none !important;}
+#mic-blocked {display: none;}
+#mic-blocked.shown {display: block; border-left: 4px solid #d97706; padding: 4px 10px;
+                    background: rgba(217, 119, 6, 0.12);}"""
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 LEARN_EQ1 = r"""### 1. Raters disagree: votes become a distribution (Eq. 1)
 Several people label each clip. AmbER² keeps all their votes: $y_c = n_c / N$, the share of the $N$ raters
@@ -366,6 +392,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                     # own upload accepts audio/* only, and Chromium types a .webm file video/webm).
                     audio = gr.Audio(sources=["microphone"], type="filepath", label="Speech", elem_id="speech")
                     gr.Markdown(views.MIC_HINT)
+                    gr.Markdown(views.MIC_BLOCKED, elem_id="mic-blocked")
                     upload = gr.File(label="Upload a recording", file_types=views.UPLOAD_TYPES, type="filepath",
                                      height=120, elem_id="upload")
                     run = gr.Button(ANALYZE, variant="primary")
@@ -450,6 +477,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                            api_visibility="private").then(
             h.transcript_label, [transcript, heard], transcript, **private)
         demo.load(None, js=TIMELINE_CLICK_JS)
+        demo.load(None, js=MIC_WATCH_JS)
         # .input: every change the visitor makes (drag, arrow keys, a typed number); always_last drops stale ones.
         gr.on([c.input for c in (kappa, *votes)], h.learn, learn_inputs, learn_outputs, api_name="learn",
               trigger_mode="always_last")

@@ -18,6 +18,11 @@ TRANSCRIPT_EDITED_INFO = ("The chart now reads your words; the outlined bars sho
 
 MIC_HINT = ("<small>Press **Record** and allow the microphone. Microphone blocked or missing? "
             "Upload a recording below instead (WAV, MP3, FLAC, OGG, M4A or WebM).</small>")
+# Shown by the page's script (app.MIC_WATCH_JS) only when the browser refuses the microphone: permission denied,
+# no device, or a page served without HTTPS (where browsers offer no microphone at all).
+MIC_BLOCKED = ("**The browser gave no microphone** (blocked, missing, or this page is not served over HTTPS). "
+               "Upload a recording in the box below instead, or allow the microphone in the address bar and "
+               "press Record again.")
 
 # Files the upload box takes: any audio type, and WebM/Matroska/MP4 whose audio Chromium reports as video/*.
 UPLOAD_TYPES = ["audio", ".webm", ".weba", ".mkv", ".mp4", ".m4a", ".ogg", ".opus", ".flac", ".wav", ".mp3"]

@@ -5,6 +5,7 @@ Screenshots go to a tmp dir, or to $AMBER2_SCREENSHOT_DIR (e.g. docs/screenshots
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -144,6 +145,21 @@ def test_analyze_without_audio_shows_a_sentence_not_a_traceback(browser, app_url
     page.get_by_text("No audio yet").first.wait_for(timeout=30_000)
     assert "Traceback" not in page.content()
     page.close()
+
+
+def test_blocked_microphone_says_to_upload_instead(browser, app_url, shot_dir):  # noqa: F811
+    """Record with no microphone permission (headless Chromium refuses it): instead of nothing happening, a
+    warning appears beside the Record button and points to the upload box."""
+    ctx = browser.new_context(viewport=VIEWPORTS["phone"], is_mobile=True)
+    page = ctx.new_page()
+    _open(page, app_url)
+    warning = page.locator("#mic-blocked")
+    assert not warning.is_visible()   # nothing alarming before the visitor tries
+    page.locator("#speech").get_by_role("button", name=re.compile("record", re.I)).first.click()
+    warning.wait_for(state="visible", timeout=20_000)
+    assert "Upload a recording" in warning.inner_text()
+    page.screenshot(path=str(shot_dir / "app-mic-blocked.png"), full_page=False)
+    ctx.close()
 
 
 def test_real_voice_example_shows_the_voice_words_conflict(browser, app_url, shot_dir, shared_dir):  # noqa: F811
@@ -293,7 +309,6 @@ def test_ten_minute_recording_gets_a_timeline_with_a_progress_bar(browser, app_u
     """A long upload: a progress bar with the segment count while it works (seen mid-run), then the timeline
     (three lanes), a segment read by clicking it on the timeline and in the table, and the CSV download.
     An 11-minute file is refused, naming the limit."""
-    import re
 
     import numpy as np
     import soundfile as sf
