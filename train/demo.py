@@ -58,10 +58,10 @@ class DemoError(RuntimeError):
 
 # The flat voice that text-only items are paired with: espeak-ng reading plain sentences that are not in any
 # corpus, in varied voices, speeds and pitches (voice, words per minute, pitch 0-99). Changing these changes the
-# pool's audio, hence its feature cache keys. The first demo model had the first 16 sentences x the first 4
+# pool's audio, hence its feature cache keys. The previous demo model had the first 16 sentences x the first 4
 # voices: its fused head learned those 64 vectors as "a text item" and misread flat voices it had not met (a
 # neutral sentence in a new espeak voice came out 63% surprise while both experts said neutral). 768 clips in 24
-# voices teach it that a flat voice means "trust the words" (measured in assets/amber2-demo/README.md).
+# voices teach it that a flat voice means "trust the words" (measured in docs/demo-model.md).
 POOL_SENTENCES = (
     "The next bus leaves at half past four.", "Please put the box on the second shelf.",
     "The report has twelve pages.", "We moved the meeting to room nine.", "The shop opens at eight.",
