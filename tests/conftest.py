@@ -46,3 +46,15 @@ def speak(tmp_path: Path):
         return synthesize(text, tmp_path / f"speech_{next(counter)}.wav", **kw)
 
     return _speak
+
+
+@pytest.fixture
+def one_thread():
+    """Training tests run on one thread: with tiny matmuls on a shared 2-core CPU, intra-op thread hand-offs
+    cost more than the arithmetic."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

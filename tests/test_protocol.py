@@ -26,11 +26,8 @@ SMALL = dict(n_folds=2, seeds=(0, 1), lambda_mai_grid=(0.3, 0.7), kappa_grid=(4.
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_thread):
+    """Every test here trains: see conftest.one_thread."""
 
 
 @pytest.fixture(scope="module")

@@ -255,7 +255,8 @@ def test_dialogue_selection_keeps_whole_dialogues_within_budget_and_prefers_emot
 def test_demo_corpus_holds_all_voices_and_pairs_words_with_a_flat_voice(tmp_path, shared_dir):
     import soundfile as sf
 
-    from train.demo import POOL_SENTENCES, POOL_VOICES, DemoConfig, build_demo_corpus
+    from train.demo import POOL_SENTENCES, POOL_VOICES, VOICE_CORPORA, DemoConfig, build_demo_corpus
+    from train.transfer import corpus_of
 
     data = shared_dir / "data"
     cfg = DemoConfig(ravdess_root=data / "ravdess", nemo_root=data / "nemo", emotionlines_root=data / "emotionlines",
@@ -280,6 +281,11 @@ def test_demo_corpus_holds_all_voices_and_pairs_words_with_a_flat_voice(tmp_path
     assert majority.max() <= 10 and (majority > 0).all()
     voices = by_source["ravdess"] + by_source["nemo"]
     assert all(it.votes.sum() == 1 for it in voices)
+    # `demo --transfer` leaves out each voice corpus by the id prefix; every other item is a words item
+    voice_ids = corpus_of(np.array([it.id for it in corpus.items]))
+    assert sorted(set(voice_ids) & set(VOICE_CORPORA)) == sorted(VOICE_CORPORA)
+    assert all((src in VOICE_CORPORA) == (it.audio.parent != cfg.speech_dir)
+               for src, it in zip(voice_ids, corpus.items))
     assert all(it.votes.sum() == 5 for it in by_source["emotionlines"])
     # words items carry a clip of the flat-voice pool, the same clip for the same words
     words = by_source["emotionlines"] + by_source["goemotions"]
@@ -289,6 +295,17 @@ def test_demo_corpus_holds_all_voices_and_pairs_words_with_a_flat_voice(tmp_path
     assert {it.fold for it in corpus.items} == set(range(5))
     again = build_demo_corpus(cfg, progress=False)
     assert [(it.id, it.audio, it.fold) for it in again.items] == [(it.id, it.audio, it.fold) for it in corpus.items]
+
+
+def test_demo_transfer_flags_reach_the_protocol():
+    from train.demo import TRANSFER_AT, build_parser
+    from train.run import protocol_from_args
+
+    args = build_parser().parse_args(["--transfer", "--weight-decay", "0.5", "--seeds", "0", "2"])
+    protocol = protocol_from_args(args)
+    assert args.transfer and tuple(args.transfer_at) == TRANSFER_AT
+    assert protocol.weight_decay == 0.5 and protocol.seeds == (0, 2)
+    assert not build_parser().parse_args([]).transfer
 
 
 def test_inspect_subcommand_is_delegated(shared_dir, capsys, tmp_path):

@@ -27,15 +27,6 @@ def _corpus(n: int, seed: int):
             torch.tensor(y, dtype=torch.float32))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matmuls: on a shared 2-core CPU, intra-op thread hand-offs cost ~30x the arithmetic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("method", ["amber2", "cbce"])
 def test_training_lowers_the_loss_and_beats_a_uniform_guess(method, one_thread):
     torch.manual_seed(0)

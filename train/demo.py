@@ -254,6 +254,8 @@ DEMO_REPORT = ROOT / "assets" / "demo-report"
 DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2), "max_epochs": 30}
 # Chosen by leave-one-corpus-out on the voice corpora and on EmotionLines/GoEmotions validation data
 # (assets/amber2-demo/README.md has the table).
+VOICE_CORPORA = ("ravdess", "nemo")     # the demo's voice items, by id prefix; the rest are text items
+TRANSFER_AT = (0.3, 8.0)                 # (lambda_MAI, kappa) the shipped demo model was trained at
 DEMO_AUDIO_ENCODER = "whisper-base/L2+3+4-mean-loudnorm-bf16"
 DEMO_TEXT_ENCODER = "minilm-l6"
 LICENCES = [
@@ -317,6 +319,33 @@ def eq6_ablation(run_cfg, protocol, outcome, report: dict) -> list[str]:
     return ablation_lines(report, result.to_dict(), paired)
 
 
+def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
+    """`--transfer`: the voice head's leave-one-corpus-out UAR on RAVDESS and nEMO, printed as a table."""
+    from train.evaluate import load_voices
+    from train.features import extract_features
+    from train.run import load_encoders, protocol_data
+    from train.transfer import check_corpus, leave_one_corpus_out, transfer_table
+
+    audio, text = load_encoders(args.audio_encoder, args.text_encoder)
+    feats = extract_features(corpus.items, audio, text, Path(cfg.cache_dir) / "features", args.feature_batch_size,
+                             progress=not args.no_progress)
+    data = protocol_data(corpus, feats, protocol.n_folds, audio.name, text.name)
+    lambda_mai, kappa = args.transfer_at
+    scores = leave_one_corpus_out(data, protocol, lambda_mai, kappa, VOICE_CORPORA)
+    check = {}
+    if args.emovo_root.exists():      # scored after the choice is made, never chosen by
+        emovo = load_voices("emovo", args.emovo_root, corpus.space.name)
+        clips = [replace(it, transcript="") for it in emovo.items]          # the voice alone, as evaluate does
+        ef = extract_features(clips, audio, text, Path(cfg.cache_dir) / "features", args.feature_batch_size,
+                              progress=not args.no_progress)
+        truth = np.array([_majority(np.asarray(clips[i].votes)) for i in ef.kept])
+        check["EMOVO"] = check_corpus(data, protocol, lambda_mai, kappa, ef.audio, ef.text, truth)
+    print(f"voice head UAR on a voice corpus it never heard (lambda_MAI {lambda_mai:g}, kappa {kappa:g}, "
+          f"weight decay {protocol.weight_decay:g}, dropout {protocol.dropout:g}):")
+    print(transfer_table(scores, check))
+    return 0
+
+
 def build_parser():
     import argparse
 
@@ -349,6 +378,15 @@ def build_parser():
                    help="also run the protocol with the paper's Eq. 6 exactly as written (--loss eq6) and compare "
                         "it with the default loss in the report's README (about as long as the main protocol; "
                         "its state is kept beside the main one, so a rerun resumes)")
+    p.add_argument("--transfer", action="store_true",
+                   help="instead of the protocol, leave one voice corpus out (RAVDESS, then nEMO): train the "
+                        "final-model recipe without it for each of --seeds and print its voice head's UAR on it "
+                        "(train/transfer.py); the rule the demo's training choices are made by. Writes nothing")
+    p.add_argument("--emovo-root", type=Path, default=SHARED / "data" / "emovo",
+                   help="EMOVO, scored by --transfer as the check nothing is chosen by, when it exists "
+                        "(default %(default)s)")
+    p.add_argument("--transfer-at", nargs=2, type=float, default=TRANSFER_AT, metavar=("LAMBDA_MAI", "KAPPA"),
+                   help="the grid point --transfer trains at (default: %(default)s, the shipped model's)")
     p.add_argument("--work-dir", type=Path,
                    help="folder of the protocol's finished folds, so a rerun resumes "
                         "(default: CACHE_DIR/protocol-<hash of the corpus recipe and protocol settings>)")
@@ -382,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                          text_audio=args.text_audio, folds=protocol.n_folds, voice=args.voice,
                          words_per_minute=args.words_per_minute, cache_dir=args.cache_dir)
         corpus = build_demo_corpus(cfg, progress=not args.no_progress)
+        if args.transfer:
+            return transfer(corpus, cfg, args, protocol)
         # The protocol state depends on the corpus recipe (flat-voice pool included), the encoders and the
         # protocol settings: one folder per combination, so a changed recipe never meets another's folds.
         recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache_dir"}
