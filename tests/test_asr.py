@@ -1,5 +1,5 @@
-"""amber2.packaged + amber2.asr: packaged CTranslate2 Whisper weights -> openai-whisper checkpoint that transcribes real speech,
-the same way faster-whisper runs the packaged weights directly."""
+"""amber2.packaged + amber2.asr: packaged CTranslate2 Whisper weights -> openai-whisper checkpoint that
+transcribes real speech, the same way faster-whisper runs the packaged weights directly."""
 from __future__ import annotations
 
 import re

@@ -201,8 +201,8 @@ def _pills(page) -> int:
     return page.locator(".error").filter(has_text="Error").count()
 
 
-def test_error_replaces_every_result_and_the_next_clip_starts_clean(browser, app_url, ravdess_clip, shot_dir,
-                                                                    tmp_path):  # noqa: F811
+def test_error_replaces_every_result_and_the_next_clip_starts_clean(browser, app_url, ravdess_clip, shot_dir,  # noqa: F811
+                                                                    tmp_path):
     page = browser.new_page(viewport=VIEWPORTS["desktop"])
     _open(page, app_url)
     good = tmp_path / "good.flac"
@@ -304,8 +304,8 @@ def test_model_tab_shows_results_and_the_weak_head(browser, app_url, model_dir, 
     page.close()
 
 
-def test_ten_minute_recording_gets_a_timeline_with_a_progress_bar(browser, app_url, shot_dir, tmp_path,
-                                                                  shared_dir):  # noqa: F811
+def test_ten_minute_recording_gets_a_timeline_with_a_progress_bar(browser, app_url, shot_dir, tmp_path,  # noqa: F811
+                                                                  shared_dir):
     """A long upload: a progress bar with the segment count while it works (seen mid-run), then the timeline
     (three lanes), a segment read by clicking it on the timeline and in the table, and the CSV download.
     An 11-minute file is refused, naming the limit."""
