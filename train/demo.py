@@ -321,7 +321,7 @@ def eq6_ablation(run_cfg, protocol, outcome, report: dict) -> list[str]:
 
 def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
     """`--transfer`: the voice head's leave-one-corpus-out UAR on RAVDESS and nEMO, printed as a table."""
-    from train.evaluate import load_voices
+    from train.evaluate import load_voices, voice_features
     from train.features import extract_features
     from train.run import load_encoders, protocol_data
     from train.transfer import check_corpus, leave_one_corpus_out, transfer_table
@@ -335,10 +335,8 @@ def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
     check = {}
     if args.emovo_root.exists():      # scored after the choice is made, never chosen by
         emovo = load_voices("emovo", args.emovo_root, corpus.space.name)
-        clips = [replace(it, transcript="") for it in emovo.items]          # the voice alone, as evaluate does
-        ef = extract_features(clips, audio, text, Path(cfg.cache_dir) / "features", args.feature_batch_size,
-                              progress=not args.no_progress)
-        truth = np.array([_majority(np.asarray(clips[i].votes)) for i in ef.kept])
+        _, ef, truth = voice_features(emovo, (audio, text), Path(cfg.cache_dir) / "features",
+                                      args.feature_batch_size, not args.no_progress)
         check["EMOVO"] = check_corpus(data, protocol, lambda_mai, kappa, ef.audio, ef.text, truth)
     print(f"voice head UAR on a voice corpus it never heard (lambda_MAI {lambda_mai:g}, kappa {kappa:g}, "
           f"weight decay {protocol.weight_decay:g}, dropout {protocol.dropout:g}):")

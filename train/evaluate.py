@@ -95,6 +95,16 @@ def load_voices(dataset: str, root: Path, space: str):
     return corpus
 
 
+def voice_features(corpus, encoders: tuple, cache_dir: Path, batch_size: int, progress: bool):
+    """(clips kept, their features, class index of each) for a voice corpus read with an empty transcript."""
+    from train.features import extract_features
+
+    items = [dataclasses.replace(it, transcript="") for it in corpus.items]   # the voice alone
+    feats = extract_features(items, *encoders, cache_dir, batch_size, progress=progress)
+    clips = [items[i] for i in feats.kept]
+    return clips, feats, np.array([int(np.argmax(it.votes)) for it in clips])
+
+
 def anchor_corpora(anchors: dict[str, Path] | None, dataset: str, root: Path) -> dict[str, Path]:
     """The eGeMAPS training corpora: the given ones, or the defaults that exist; never the evaluated corpus."""
     chosen = dict(DEFAULT_ANCHORS) if anchors is None else dict(anchors)
@@ -137,8 +147,6 @@ def evaluate(model_ref: str | Path, dataset: str, root: Path, out: Path, cache_d
     from amber2.audio import load_audio
     from tqdm.auto import tqdm
 
-    from train.features import extract_features
-
     cache_dir = Path(cache_dir) if cache_dir else default_feature_cache()
     dataset = dataset.lower().replace("_", "-")
     if dataset not in VOICE_DATASETS:
@@ -152,12 +160,10 @@ def evaluate(model_ref: str | Path, dataset: str, root: Path, out: Path, cache_d
     if list(corpus.space.classes) != classes:
         raise RunError(f"the model's classes {classes} are not those of its label space {model.label_space} "
                        f"{list(corpus.space.classes)}")
-    items = [dataclasses.replace(it, transcript="") for it in corpus.items]   # the voice alone
-    log.info("%s: %d clips; audio head of %s (features cached in %s)", dataset, len(items), model_ref, cache_dir)
-    feats = extract_features(items, *load_encoders(model.audio_encoder, model.text_encoder), cache_dir,
-                             batch_size, progress=progress)
-    clips = [items[i] for i in feats.kept]
-    truth = np.array([int(np.argmax(it.votes)) for it in clips])
+    log.info("%s: %d clips; audio head of %s (features cached in %s)", dataset, len(corpus.items), model_ref,
+             cache_dir)
+    clips, feats, truth = voice_features(corpus, load_encoders(model.audio_encoder, model.text_encoder), cache_dir,
+                                         batch_size, progress)
     probs = model.predict(feats.audio, feats.text)["A"].numpy()
     summary = class_summary(truth, classes)
     present, names = summary["classes"], np.asarray(classes)[truth]

@@ -26,12 +26,22 @@ def subset(data: ProtocolData, mask: np.ndarray) -> ProtocolData:
                    groups=data.groups[mask], ids=None if data.ids is None else data.ids[mask])
 
 
-def leave_one_corpus_out(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kappa: float,
-                         held_out: Sequence[str]) -> dict[str, dict[int, float]]:
-    """{corpus: {seed: audio-head UAR on that corpus}} for a model trained without it, one per seed of cfg."""
+def check_corpus(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kappa: float, audio: np.ndarray,
+                 text: np.ndarray, truth: np.ndarray) -> dict[int, float]:
+    """{seed: audio-head UAR} on clips outside `data` (truth: class indices), trained on all of `data`."""
     from train.protocol import train_final
     from train.scoring import uar
 
+    scores = {}
+    for seed in cfg.seeds:
+        probs = train_final(data, cfg, lambda_mai, kappa, seed).predict(audio, text)["A"].numpy()
+        scores[seed] = uar(truth, probs.argmax(1))[0]
+    return scores
+
+
+def leave_one_corpus_out(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kappa: float,
+                         held_out: Sequence[str]) -> dict[str, dict[int, float]]:
+    """{corpus: {seed: audio-head UAR on that corpus}} for a model trained without it, one per seed of cfg."""
     if data.ids is None:
         raise ProtocolError("leave-one-corpus-out needs item ids (corpus/...) to tell the corpora apart")
     source = corpus_of(data.ids)
@@ -42,25 +52,8 @@ def leave_one_corpus_out(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: fl
             raise ProtocolError(f"no item of corpus {corpus!r}; the corpora are {sorted(set(source))}")
         if test.all():
             raise ProtocolError(f"corpus {corpus!r} holds every item: nothing would be left to train on")
-        truth = data.y[test].argmax(1)
-        scores[corpus] = {}
-        for seed in cfg.seeds:
-            model = train_final(subset(data, ~test), cfg, lambda_mai, kappa, seed)
-            probs = model.predict(data.audio[test], data.text[test])["A"].numpy()
-            scores[corpus][seed] = uar(truth, probs.argmax(1))[0]
-    return scores
-
-
-def check_corpus(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kappa: float, audio: np.ndarray,
-                 text: np.ndarray, truth: np.ndarray) -> dict[int, float]:
-    """{seed: audio-head UAR} on a corpus outside `data` (truth: class indices), trained on all of `data`."""
-    from train.protocol import train_final
-    from train.scoring import uar
-
-    scores = {}
-    for seed in cfg.seeds:
-        probs = train_final(data, cfg, lambda_mai, kappa, seed).predict(audio, text)["A"].numpy()
-        scores[seed] = uar(truth, probs.argmax(1))[0]
+        scores[corpus] = check_corpus(subset(data, ~test), cfg, lambda_mai, kappa, data.audio[test],
+                                      data.text[test], data.y[test].argmax(1))
     return scores
 
 
