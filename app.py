@@ -385,59 +385,62 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
         heard = gr.State(None)  # the reading of Whisper's own words: the edit is drawn over it
         kept = vote_tab.browser_states(rooms)  # outside the tabs, so the browser's copy is read at page load
         gr.Markdown(INTRO)
-        with gr.Tab("Analyze"):
-            with gr.Row():
-                with gr.Column(scale=1, min_width=300):
-                    # Recording here; uploads go through gr.File, whose accept list can name .webm (gr.Audio's
-                    # own upload accepts audio/* only, and Chromium types a .webm file video/webm).
-                    audio = gr.Audio(sources=["microphone"], type="filepath", label="Speech", elem_id="speech")
-                    gr.Markdown(views.MIC_HINT)
-                    gr.Markdown(views.MIC_BLOCKED, elem_id="mic-blocked")
-                    upload = gr.File(label="Upload a recording", file_types=views.UPLOAD_TYPES, type="filepath",
-                                     height=120, elem_id="upload")
-                    run = gr.Button(ANALYZE, variant="primary")
-                    transcript = gr.Textbox(label=views.TRANSCRIPT_HEARD, lines=1, max_lines=4, interactive=True,
-                                            info=views.TRANSCRIPT_INFO)
-                with gr.Column(scale=2, min_width=300):
-                    chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
-                                    label="Emotion distributions", show_label=False)
-                    summary = gr.Markdown("")
-            # A long recording's timeline, below the reading of the whole recording (or of the segment clicked).
-            with gr.Column(visible=False) as timeline_box:
-                timeline_plot = gr.Plot(show_label=False, elem_id="timeline")
-                segment_pick = gr.Textbox(elem_id="segment-pick", show_label=False, container=False)
-                segments_table = gr.Dataframe(headers=views.SEGMENT_COLUMNS, interactive=False, wrap=True,
-                                              label="Segments (click one to read it)", elem_id="segments",
-                                              max_height=360)
-                csv_file = gr.File(label="Segments as CSV", interactive=False, elem_id="segments-csv")
-            timeline_state = gr.State(None)
-            # Below both columns, so that on a phone the chart comes right after the transcript.
-            examples = gr.Examples([[str(path)] for path, _ in EXAMPLE_CLIPS], inputs=[audio],
-                                   example_labels=[label for _, label in EXAMPLE_CLIPS],
-                                   label="Examples (click one to analyze it)", cache_examples=False,
-                                   api_name="load_example")
-            with gr.Accordion("Numbers (JSON)", open=False):
-                numbers = gr.JSON(label="Analysis")
-        with gr.Tab("Learn"):
-            gr.Markdown(LEARN_EQ1, latex_delimiters=LATEX)
-            with gr.Row():
-                with gr.Column(scale=1, min_width=260):
-                    votes = [LenientSlider(0, views.LEARN.votes_max, value=v, step=1, label=f"votes: {c}")
-                             for c, v in zip(classes, counts0)]
-                votes_plot = gr.Plot(votes0, show_label=False, elem_id="votes-plot")
-            gr.Markdown(LEARN_EQ5, latex_delimiters=LATEX)
-            kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA0, step=0.25, label="κ (sharpness)")
-            weights_plot = gr.Plot(weights0, show_label=False)
-            learn_text = gr.Markdown(learn0)
-        # "Vote", not "Vote together": four short names fit one row on a 390 px phone (no overflow menu)
-        with gr.Tab("Vote", id="vote", elem_id="vote-together"):
-            vote_tab.build(demo, rooms, analyzer, classes, EXAMPLE_CLIPS, kept)
-        with gr.Tab("Model"):
-            gr.Markdown(panel["summary"])
-            gr.Markdown(panel["results"])
-            if panel["card"]:
-                with gr.Accordion("Model card", open=False):
-                    gr.Markdown(panel["card"])
+        # "wrap", not gradio's default overflow menu: a tab that does not fit a narrow phone goes to a second row
+        # rather than behind a "..." button (the menu measures widths at load, so what it hides depends on fonts).
+        with gr.Tabs(overflow_behavior="wrap"):
+            with gr.Tab("Analyze"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        # Recording here; uploads go through gr.File, whose accept list can name .webm (gr.Audio's
+                        # own upload accepts audio/* only, and Chromium types a .webm file video/webm).
+                        audio = gr.Audio(sources=["microphone"], type="filepath", label="Speech", elem_id="speech")
+                        gr.Markdown(views.MIC_HINT)
+                        gr.Markdown(views.MIC_BLOCKED, elem_id="mic-blocked")
+                        upload = gr.File(label="Upload a recording", file_types=views.UPLOAD_TYPES, type="filepath",
+                                         height=120, elem_id="upload")
+                        run = gr.Button(ANALYZE, variant="primary")
+                        transcript = gr.Textbox(label=views.TRANSCRIPT_HEARD, lines=1, max_lines=4, interactive=True,
+                                                info=views.TRANSCRIPT_INFO)
+                    with gr.Column(scale=2, min_width=300):
+                        chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
+                                        label="Emotion distributions", show_label=False)
+                        summary = gr.Markdown("")
+                # A long recording's timeline, below the reading of the whole recording (or of the segment clicked).
+                with gr.Column(visible=False) as timeline_box:
+                    timeline_plot = gr.Plot(show_label=False, elem_id="timeline")
+                    segment_pick = gr.Textbox(elem_id="segment-pick", show_label=False, container=False)
+                    segments_table = gr.Dataframe(headers=views.SEGMENT_COLUMNS, interactive=False, wrap=True,
+                                                  label="Segments (click one to read it)", elem_id="segments",
+                                                  max_height=360)
+                    csv_file = gr.File(label="Segments as CSV", interactive=False, elem_id="segments-csv")
+                timeline_state = gr.State(None)
+                # Below both columns, so that on a phone the chart comes right after the transcript.
+                examples = gr.Examples([[str(path)] for path, _ in EXAMPLE_CLIPS], inputs=[audio],
+                                       example_labels=[label for _, label in EXAMPLE_CLIPS],
+                                       label="Examples (click one to analyze it)", cache_examples=False,
+                                       api_name="load_example")
+                with gr.Accordion("Numbers (JSON)", open=False):
+                    numbers = gr.JSON(label="Analysis")
+            with gr.Tab("Learn"):
+                gr.Markdown(LEARN_EQ1, latex_delimiters=LATEX)
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=260):
+                        votes = [LenientSlider(0, views.LEARN.votes_max, value=v, step=1, label=f"votes: {c}")
+                                 for c, v in zip(classes, counts0)]
+                    votes_plot = gr.Plot(votes0, show_label=False, elem_id="votes-plot")
+                gr.Markdown(LEARN_EQ5, latex_delimiters=LATEX)
+                kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA0, step=0.25, label="κ (sharpness)")
+                weights_plot = gr.Plot(weights0, show_label=False)
+                learn_text = gr.Markdown(learn0)
+            # "Vote", not "Vote together": four short names keep one row on a 390 px phone
+            with gr.Tab("Vote", id="vote", elem_id="vote-together"):
+                vote_tab.build(demo, rooms, analyzer, classes, EXAMPLE_CLIPS, kept)
+            with gr.Tab("Model"):
+                gr.Markdown(panel["summary"])
+                gr.Markdown(panel["results"])
+                if panel["card"]:
+                    with gr.Accordion("Model card", open=False):
+                        gr.Markdown(panel["card"])
 
         learn_inputs = [state, kappa, *votes]
         learn_outputs = [votes_plot, weights_plot, learn_text, kappa, *votes]

@@ -290,6 +290,9 @@ def test_model_tab_shows_results_and_the_weak_head(browser, app_url, model_dir, 
 
     page = browser.new_page(viewport=VIEWPORTS["phone"], is_mobile=True)
     _open(page, app_url)
+    # Every tab is on screen on a phone, none behind an overflow menu (one run of CI once hid "Model" there).
+    for name in ("Analyze", "Learn", "Vote", "Model"):
+        assert page.get_by_role("tab", name=name).is_visible(), name
     page.get_by_role("tab", name="Model").click()
     page.get_by_text("How well it does").first.wait_for(timeout=30_000)
     body = page.inner_text("body")
