@@ -23,8 +23,9 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from amber2.model import AmbER2Model, load_model
-    from amber2.pipeline import Analysis, Analyzer, analyze
+    # "X as X" marks a re-export for linters, which cannot read the __all__ built from _LAZY
+    from amber2.model import AmbER2Model as AmbER2Model, load_model as load_model
+    from amber2.pipeline import Analysis as Analysis, Analyzer as Analyzer, analyze as analyze
 
 
 def __getattr__(name: str) -> Any:

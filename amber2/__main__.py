@@ -30,7 +30,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="use these words instead of the Whisper transcript; once for all files, or once per file")
     p.add_argument("--model", default=None, metavar="DIR_OR_REPO",
                    help="checkpoint folder or Hub repo id (default: $AMBER2_MODEL, else assets/amber2-demo)")
-    p.add_argument("--json", action="store_true", help="one JSON object per file (per segment with --segments) per line")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file (per segment with --segments) per line")
     p.add_argument("--segments", action="store_true",
                    help="emotion over time: cut each recording (up to --max-seconds) into segments of about 2-15 s "
                         "and analyse each")

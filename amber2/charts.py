@@ -185,7 +185,8 @@ def timeline_figure(timeline: "Timeline", disagree: Sequence[bool] = (), style: 
             fig.add_trace(go.Bar(
                 x=x, y=y, width=width, name=c, legendgroup=c, showlegend=row == 1, marker_color=colors[c],
                 marker_line_width=0, customdata=list(zip(index, when, words)),
-                hovertemplate=f"{head.short} %{{customdata[1]}}<br>{c}: %{{y:.0%}}<br>%{{customdata[2]}}<extra></extra>"),
+                hovertemplate=(f"{head.short} %{{customdata[1]}}<br>{c}: %{{y:.0%}}"
+                               "<br>%{customdata[2]}<extra></extra>")),
                 row=row, col=1)
         fig.add_trace(go.Bar(
             x=x, y=[0.0 if reads(s) else 1.0 for s in segs], width=width, name="no reading",

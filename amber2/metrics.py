@@ -2,13 +2,13 @@
 
 Distribution metrics are computed per utterance and averaged: JS = Jensen-Shannon *distance* (square root of
 the divergence, natural log, as AER-LLM's code), JSD bits = the Jensen-Shannon *divergence* in bits (base-2
-log, in [0, 1]; most likely the paper's "JS", see `jsd_bits`), BC = Bhattacharyya coefficient, R² = squared Pearson correlation between the
-true and predicted class vectors (population statistics; 0 when either vector is constant, e.g. a uniform
-prediction, instead of NaN). Classification metrics compare argmax(true) with argmax(pred), ties to the first
-index; macro-F1 averages over the classes present in either (scikit-learn's default), weighted-F1 weights each
-class by its true support. ECE (expected calibration error) bins the predicted top probability into 10 equal
-widths; an item is correct when argmax(pred) = argmax(true); ECE = sum over bins of n_b/N |accuracy_b -
-confidence_b|. Inputs are numpy (n, C) probability arrays; outputs are plain floats.
+log, in [0, 1]; most likely the paper's "JS", see `jsd_bits`), BC = Bhattacharyya coefficient, R² = squared
+Pearson correlation between the true and predicted class vectors (population statistics; 0 when either vector
+is constant, e.g. a uniform prediction, instead of NaN). Classification metrics compare argmax(true) with
+argmax(pred), ties to the first index; macro-F1 averages over the classes present in either (scikit-learn's
+default), weighted-F1 weights each class by its true support. ECE (expected calibration error) bins the
+predicted top probability into 10 equal widths; an item is correct when argmax(pred) = argmax(true); ECE = sum
+over bins of n_b/N |accuracy_b - confidence_b|. Inputs are numpy (n, C) probability arrays; outputs are plain floats.
 """
 from __future__ import annotations
 

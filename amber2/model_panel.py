@@ -13,8 +13,9 @@ from amber2.heads import TABLE
 # Provenance keys said in a sentence below; any other key is listed under "Other details".
 _SAID = {"dataset", "n_items", "n_fit", "n_val", "best_epoch", "max_epochs", "method", "kappa", "lambda_mai",
          "hyperparameters", "license", "val_js", "seed"}
-METHOD_DESCRIPTIONS = {"amber2": "AmbER² (soft labels from raters' votes; the fused head also learns from the voice and "
-                     "words heads)", "cbce": "class-balanced cross-entropy (the paper's baseline)"}
+METHOD_DESCRIPTIONS = {
+    "amber2": "AmbER² (soft labels from raters' votes; the fused head also learns from the voice and words heads)",
+    "cbce": "class-balanced cross-entropy (the paper's baseline)"}
 HEAD_NAMES = {h.key: f"{h.short.lower()} head" for h in TABLE}   # "voice head", "words head", "fused head"
 
 

@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
             for kind in ("wall", "cpu"):
                 a, asr, extra = (getattr(t[k], kind) for k in ("analyze", "transcribe", "text+heads"))
                 verdict = "ok" if a / asr <= cfg.ratio_target else "OVER TARGET"
-                print(f"{seconds:5.0f}s {kind:>5} {a:8.3f}s {asr:10.3f}s {a / asr:7.3f} {1000 * extra:8.1f} ms  {verdict}")
+                print(f"{seconds:5.0f}s {kind:>5} {a:8.3f}s {asr:10.3f}s {a / asr:7.3f} "
+                      f"{1000 * extra:8.1f} ms  {verdict}")
         rss = peak_memory(ref)
     gb = rss / 1e9
     verdict = "ok" if gb < cfg.memory_target_gb else "OVER TARGET"
