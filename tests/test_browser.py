@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from test_app import app_url, model_dir  # noqa: F401  (session fixtures: the launched app)
 
@@ -61,10 +62,12 @@ def _analyze(page) -> None:
 
 
 def _wait_for_chart(page) -> None:
-    # Three bar traces drawn by plotly, and the wording beside them.
+    # Three bar traces drawn by plotly, and the wording beside them; then the Analyze button handed back (it
+    # lags the chart by a fraction of a second), so a screenshot shows the settled page, not a greyed button.
     page.wait_for_function(
         "() => document.querySelectorAll('.js-plotly-plot .barlayer .trace').length >= 3"
         " && document.body.innerText.includes('Voice vs words')", timeout=120_000)
+    expect(page.get_by_role("button", name="Analyze", exact=True)).to_be_enabled(timeout=60_000)
 
 
 @pytest.mark.parametrize("view", ["desktop", "phone"])
