@@ -76,11 +76,22 @@ def expert_weights(experts: Tensor, y: Tensor, kappa: Scalar) -> Tensor:
     return torch.softmax(-kappa * distance, dim=0)
 
 
-def amber2_loss(logits: dict[str, Tensor], y: Tensor, cfg: LossConfig,
-                weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+def _head_weight(weight: Tensor | None, head_weight: Tensor | None, head: str) -> Tensor | None:
+    """Per-sample weights of one head's rater term: `weight` times that head's column of `head_weight`."""
+    if head_weight is None:
+        return weight
+    column = head_weight[..., HEADS.index(head)]
+    return column if weight is None else weight * column
+
+
+def amber2_loss(logits: dict[str, Tensor], y: Tensor, cfg: LossConfig, weight: Tensor | None = None,
+                head_weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Eq. 6 (lambda_rai RAI + lambda_mai MAI) plus lambda_expert times the experts' own rater terms.
 
     logits: {"A", "T", "AT"} -> (B, C); y: (B, C) soft labels; weight: optional (B,) per-sample weights.
+    head_weight: optional (B, H) weights of each head's rater term (columns in HEADS order): 0 where the label
+    says nothing about what that head reads (a voice's label paired with other words: train.pairing). MAI and
+    the expert weights u_m of Eq. 5 are left as they are.
     Returns (total, parts); parts are detached and include the mean weight u_<m> of each expert.
     """
     probs = {h: torch.softmax(logits[h], dim=-1) for h in HEADS}
@@ -88,12 +99,13 @@ def amber2_loss(logits: dict[str, Tensor], y: Tensor, cfg: LossConfig,
     experts = torch.stack([probs[h] for h in cfg.experts])            # (E, B, C)
     teachers = experts.detach() if cfg.detach_experts else experts
 
-    rai = _mean(js_divergence(y, student), weight)                     # Eq. 3
+    rai = _mean(js_divergence(y, student), _head_weight(weight, head_weight, cfg.student))   # Eq. 3
     u = expert_weights(teachers, y, cfg.kappa)                         # Eq. 5
     if cfg.detach_weights:
         u = u.detach()
     mai = _mean((u * js_divergence(student.unsqueeze(0), teachers)).sum(0), weight)  # Eq. 4
-    expert_rater = _mean(js_divergence(y.unsqueeze(0), experts).sum(0), weight)
+    expert_rater = sum(_mean(js_divergence(y, probs[h]), _head_weight(weight, head_weight, h))
+                       for h in cfg.experts)
     total = cfg.lambda_rai * rai + cfg.lambda_mai * mai + cfg.lambda_expert * expert_rater
 
     parts = {"rai": rai, "mai": mai, "expert": expert_rater, "total": total}
@@ -125,13 +137,17 @@ def cb_ce_loss(logits: Tensor, y: Tensor, class_weights: Tensor, weight: Tensor 
 
 
 def training_loss(logits: dict[str, Tensor], y: Tensor, cfg: LossConfig, class_weights: Tensor | None = None,
-                  weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-    """The loss of cfg.method: AmbER² (Eq. 6 + expert terms), or CB-CE summed over the three heads."""
+                  weight: Tensor | None = None, head_weight: Tensor | None = None
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The loss of cfg.method: AmbER² (Eq. 6 + expert terms), or CB-CE summed over the three heads.
+
+    head_weight (B, H) weighs each head's rater term per sample, for both methods (see amber2_loss)."""
     if cfg.method == "amber2":
-        return amber2_loss(logits, y, cfg, weight)
+        return amber2_loss(logits, y, cfg, weight, head_weight)
     if class_weights is None:
         raise ValueError("the cbce method needs class_weights (see class_balanced_weights)")
-    parts = {f"cbce_{h}": cb_ce_loss(logits[h], y, class_weights, weight) for h in HEADS}
+    parts = {f"cbce_{h}": cb_ce_loss(logits[h], y, class_weights, _head_weight(weight, head_weight, h))
+             for h in HEADS}
     total = sum(parts.values())
     parts["total"] = total
     return total, {k: v.detach() for k, v in parts.items()}

@@ -64,10 +64,17 @@ class AmbER2Config:
     audio_encoder: str = "whisper-base"
     text_encoder: str = "minilm-l6"
     provenance: dict = field(default_factory=dict)   # how the weights were made (method, lambda, kappa, ...)
+    # head key -> temperature fitted on validation items (amber2.calibration); a head not listed reads at 1
+    temperatures: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.classes = list(self.classes)
         self.provenance = dict(self.provenance or {})
+        self.temperatures = {str(h): float(t) for h, t in (self.temperatures or {}).items()}
+        if unknown := sorted(set(self.temperatures) - set(HEADS)):
+            raise ValueError(f"temperatures name unknown heads {unknown}; the heads are {list(HEADS)}")
+        if any(not (t > 0 and t < float("inf")) for t in self.temperatures.values()):
+            raise ValueError(f"temperatures must be positive and finite, got {self.temperatures}")
         if min(self.audio_dim, self.text_dim, self.hidden_dim, self.fusion_dim) < 1:
             raise ValueError("audio_dim, text_dim, hidden_dim and fusion_dim must be positive")
         if self.head_layers < 1:
@@ -149,7 +156,7 @@ class AmbER2Model(
 
     @torch.inference_mode()
     def predict(self, audio: Tensor, text: Tensor) -> dict[str, Tensor]:
-        """Class probabilities of each head (eval mode for the call, no gradients)."""
+        """Class probabilities of each head at its calibrated temperature (eval mode, no gradients)."""
         was_training = self.training
         self.eval()
         try:
@@ -165,7 +172,8 @@ class AmbER2Model(
                 raise ValueError(f"this model takes {self.audio_dim}-d audio ({self.audio_encoder}) and "
                                  f"{self.text_dim}-d text ({self.text_encoder}) vectors, got "
                                  f"{audio.shape[-1]} and {text.shape[-1]}")
-            probs = {h: torch.softmax(z, dim=-1) for h, z in self(audio, text).items()}
+            temperatures = self.config.temperatures
+            probs = {h: torch.softmax(z / temperatures.get(h, 1.0), dim=-1) for h, z in self(audio, text).items()}
             return {h: p[0] for h, p in probs.items()} if squeeze else probs
         finally:
             self.train(was_training)

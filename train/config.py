@@ -180,6 +180,10 @@ class ProtocolData:
     ids: np.ndarray | None = None
     audio_encoder: str = "whisper-base"
     text_encoder: str = "minilm-l6"
+    # (N, H) weight of each head's rater term per item, columns in HEADS order (None: all ones). An item whose
+    # label describes one modality only (a voice's label paired with other words, train.pairing) has 0 for the
+    # head that reads the other modality, so that head is not taught a label its input does not carry.
+    head_weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.audio = np.ascontiguousarray(self.audio, dtype=np.float32)
@@ -211,6 +215,12 @@ class ProtocolData:
                 problems.append(f"folds must be integers, got dtype {folds.dtype}")
             if self.classes and len(self.classes) != self.y.shape[1]:
                 problems.append(f"{len(self.classes)} class names for {self.y.shape[1]} columns of y")
+        if self.head_weight is not None:
+            self.head_weight = np.ascontiguousarray(self.head_weight, dtype=np.float32)
+            if self.head_weight.shape != (n, len(HEADS)):
+                problems.append(f"head_weight must be ({n}, {len(HEADS)}), got {self.head_weight.shape}")
+            elif not np.isfinite(self.head_weight).all() or (self.head_weight < 0).any():
+                problems.append("head_weight must hold non-negative finite weights")
         if problems:
             raise ProtocolError("invalid protocol data: " + "; ".join(problems))
         self.folds = folds.astype(np.int64)
@@ -226,9 +236,17 @@ class ProtocolData:
     def fold_ids(self) -> list[int]:
         return sorted(int(f) for f in np.unique(self.folds))
 
+    def head_weights(self) -> np.ndarray:
+        """(N, H) weight of each head's rater term (ones where `head_weight` is not given)."""
+        if self.head_weight is None:
+            return np.ones((len(self.y), len(HEADS)), dtype=np.float32)
+        return self.head_weight
+
     def fingerprint(self) -> str:
         h = hashlib.sha1()
-        for arr in (self.audio, self.text, self.y, self.folds):
+        arrays = (self.audio, self.text, self.y, self.folds)
+        # absent head weights hash as before, so finished folds of older runs stay valid
+        for arr in arrays if self.head_weight is None else (*arrays, self.head_weight):
             h.update(str(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).tobytes())
         h.update("\n".join(self.groups.tolist()).encode())

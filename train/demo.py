@@ -40,6 +40,7 @@ import numpy as np
 
 from amber2.examples import SHARED
 from amber2.files import atomic_write, cache_root
+from train.pairing import RULES, PairingConfig, pair_items
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SPACE = "demo7"
@@ -101,6 +102,8 @@ class DemoConfig:
     folds: int = 5
     voice: str = "en-us"
     words_per_minute: int = 150
+    # real voices with real words, paired at the vector level (train.pairing); PairingConfig(rules=()) adds none
+    pairing: PairingConfig = field(default_factory=PairingConfig)
     cache_dir: Path = field(default_factory=lambda: cache_root() / "demo")
 
     @property
@@ -324,14 +327,16 @@ def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
     from train.evaluate import load_voices, voice_features
     from train.features import extract_features
     from train.run import load_encoders, protocol_data
-    from train.transfer import check_corpus, leave_one_corpus_out, transfer_table
+    from train.transfer import (check_corpus, fused_transfer_table, leave_one_corpus_out_readings,
+                                transfer_table, voice_uar)
 
     audio, text = load_encoders(args.audio_encoder, args.text_encoder)
     feats = extract_features(corpus.items, audio, text, Path(cfg.cache_dir) / "features", args.feature_batch_size,
                              progress=not args.no_progress)
-    data = protocol_data(corpus, feats, protocol.n_folds, audio.name, text.name)
+    data = pair_items(protocol_data(corpus, feats, protocol.n_folds, audio.name, text.name), cfg.pairing)
     lambda_mai, kappa = args.transfer_at
-    scores = leave_one_corpus_out(data, protocol, lambda_mai, kappa, VOICE_CORPORA)
+    readings = leave_one_corpus_out_readings(data, protocol, lambda_mai, kappa, VOICE_CORPORA)
+    scores = {name: voice_uar(per_seed) for name, per_seed in readings.items()}
     check = {}
     if args.emovo_root.exists():      # scored after the choice is made, never chosen by
         emovo = load_voices("emovo", args.emovo_root, corpus.space.name)
@@ -339,8 +344,11 @@ def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
                                       args.feature_batch_size, not args.no_progress)
         check["EMOVO"] = check_corpus(data, protocol, lambda_mai, kappa, ef.audio, ef.text, truth)
     print(f"voice head UAR on a voice corpus it never heard (lambda_MAI {lambda_mai:g}, kappa {kappa:g}, "
-          f"weight decay {protocol.weight_decay:g}, dropout {protocol.dropout:g}):")
+          f"weight decay {protocol.weight_decay:g}, dropout {protocol.dropout:g}, pairing "
+          f"{' '.join(cfg.pairing.rules) or 'none'}):")
     print(transfer_table(scores, check))
+    print("\nthe same models on the corpus left out, each clip with its own words:")
+    print(fused_transfer_table(readings, corpus.space.classes))
     return 0
 
 
@@ -372,6 +380,22 @@ def build_parser():
                    help="espeak-ng voice that reads the items under --text-audio spoken (default %(default)s)")
     p.add_argument("--words-per-minute", type=int, default=DemoConfig.words_per_minute,
                    help="espeak-ng speed under --text-audio spoken (default %(default)s)")
+    pairing = p.add_argument_group("pairing (train.pairing.PairingConfig): real voices with real words")
+    pairing.add_argument("--pairing", nargs="*", choices=RULES, default=list(PairingConfig.rules), metavar="RULE",
+                         help="rules that add voice-and-words rows to the protocol's input: voice-plain (every "
+                              "voice item with plain words, the voice's label), calm-voice-words (emotional words "
+                              "with a real neutral voice, the words' votes), conflict (an emotional voice with "
+                              "other emotional words, a mixture of both labels); the flag alone adds none "
+                              "(default: %(default)s)")
+    pairing.add_argument("--plain-per-voice", type=int, default=PairingConfig.plain_per_voice,
+                         help="voice-plain: plain-word partners of each voice item (default %(default)s)")
+    pairing.add_argument("--calm-voice-items", type=int, default=PairingConfig.calm_voice_items,
+                         help="calm-voice-words: rows made (default %(default)s)")
+    pairing.add_argument("--conflict-items", type=int, default=PairingConfig.conflict_items,
+                         help="conflict: rows made (default %(default)s)")
+    pairing.add_argument("--conflict-voice-share", type=float, default=PairingConfig.conflict_voice_share,
+                         help="conflict: the voice label's share of the target, the words' votes the rest "
+                              "(default %(default)s)")
     p.add_argument("--eq6-ablation", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the protocol with the paper's Eq. 6 exactly as written (--loss eq6) and compare "
                         "it with the default loss in the report's README (about as long as the main protocol; "
@@ -416,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
                          emotionlines_root=args.emotionlines_root, goemotions_root=args.goemotions_root,
                          emotionlines_max=args.emotionlines_max, goemotions_per_class=args.goemotions_per_class,
                          text_audio=args.text_audio, folds=protocol.n_folds, voice=args.voice,
-                         words_per_minute=args.words_per_minute, cache_dir=args.cache_dir)
+                         words_per_minute=args.words_per_minute, cache_dir=args.cache_dir,
+                         pairing=PairingConfig(rules=tuple(args.pairing), plain_per_voice=args.plain_per_voice,
+                                               calm_voice_items=args.calm_voice_items,
+                                               conflict_items=args.conflict_items,
+                                               conflict_voice_share=args.conflict_voice_share))
         corpus = build_demo_corpus(cfg, progress=not args.no_progress)
         if args.transfer:
             return transfer(corpus, cfg, args, protocol)
@@ -436,9 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m train demo " + " ".join(argv if argv is not None else sys.argv[2:])
         card = {"demo": corpus_description(corpus, cfg), "licences": LICENCES,
                 "command": redact_command(command)}
-        outcome = run_corpus(corpus, run_cfg, protocol, card=card)
-        kept = [it.id for it in corpus.items if it.id not in outcome.skipped]
-        breakdown = source_breakdown(outcome.result.predictions, outcome.result.y, kept)
+        outcome = run_corpus(corpus, run_cfg, protocol, card=card, prepare=lambda d: pair_items(d, cfg.pairing))
+        breakdown = source_breakdown(outcome.result.predictions, outcome.result.y, list(outcome.data.ids))
         report = json.loads((Path(args.report_dir) / "report.json").read_text(encoding="utf-8"))
         ablation = []
         if args.eq6_ablation:

@@ -14,36 +14,52 @@ import numpy as np
 from train.demo import ROOT, SOURCES
 
 
-# Held-out metrics per source corpus: (label, head index in the predictions A=0 T=1 AT=2, metric).
-VOICE_ROWS = (("voice head UAR", 0, "uar"), ("fused UAR", 2, "uar"), ("fused JS", 2, "js"))
+# Held-out metrics per source: (label, head index in the predictions A=0 T=1 AT=2, metric); "invented" is the
+# share of items whose fused top class is neither the voice head's nor the words head's.
+VOICE_ROWS = (("voice head UAR", 0, "uar"), ("fused UAR", 2, "uar"), ("fused JS", 2, "js"),
+              ("fused top neither expert's", 2, "invented"))
 WORDS_ROWS = (("words head JS", 1, "js"), ("fused JS", 2, "js"), ("fused ACC", 2, "acc"))
+SOURCE_ROWS = {
+    "ravdess": VOICE_ROWS, "nemo": VOICE_ROWS, "emotionlines": WORDS_ROWS, "goemotions": WORDS_ROWS,
+    "pair:voice-plain": (("voice head UAR", 0, "uar"), ("fused UAR", 2, "uar"),
+                         ("fused top neither expert's", 2, "invented")),
+    "pair:calm-voice-words": (("words head UAR", 1, "uar"), ("fused UAR", 2, "uar"),
+                              ("fused top neither expert's", 2, "invented")),
+    "pair:conflict": (("fused JS", 2, "js"), ("fused top neither expert's", 2, "invented")),
+}
 
 
 def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> list[str]:
-    """Markdown rows: test-fold metrics of each source corpus, AmbER² vs CB-CE, mean ± std over seeds.
+    """Markdown rows: test-fold metrics of each source (corpus or pairing rule), AmbER² vs CB-CE, mean ± std
+    over seeds.
 
     `predictions` is `ProtocolResult.predictions` (method -> (seeds, 3 heads, N, C)), aligned with `ids`."""
     from sklearn.metrics import recall_score
 
     from amber2.metrics import all_metrics
+    from train.pairing import source_of
 
-    source = np.array([i.split("/", 1)[0] for i in ids])
+    source = np.array([source_of(i) for i in ids])
     truth = y.argmax(1)
 
-    def score(p: np.ndarray, m: np.ndarray, metric: str) -> float:
+    def score(heads: np.ndarray, head: int, m: np.ndarray, metric: str) -> float:
+        p = heads[head]
         if metric == "uar":
             return float(recall_score(truth[m], p[m].argmax(1), labels=np.unique(truth[m]), average="macro"))
+        if metric == "invented":
+            top = heads[:, m].argmax(-1)
+            return float(np.mean((top[2] != top[0]) & (top[2] != top[1])))
         return float(all_metrics(y[m], p[m])[metric])
 
     lines = ["| source | items | measure | AmbER² | CB-CE |", "|---|---|---|---|---|"]
-    for name in SOURCES:
+    for name, rows in SOURCE_ROWS.items():
         m = source == name
         if not m.any():
             continue
-        for label, head, metric in VOICE_ROWS if name in ("ravdess", "nemo") else WORDS_ROWS:
+        for label, head, metric in rows:
             cells = []
             for method in ("amber2", "cbce"):
-                vals = [score(seed_pred[head], m, metric) for seed_pred in predictions[method]]
+                vals = [score(seed_pred, head, m, metric) for seed_pred in predictions[method]]
                 cells.append(f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.3f}")
             lines.append(f"| {name} | {int(m.sum())} | {label} | {cells[0]} | {cells[1]} |")
     return lines
@@ -85,15 +101,24 @@ def comparison_lines(report: dict) -> list[str]:
 
 
 def calibration_lines(report: dict) -> list[str]:
-    """ECE per head and method (10 equal-width confidence bins), mean ± std over seeds."""
-    metrics = report["metrics"]
+    """ECE per head and method (10 equal-width confidence bins), mean ± std over seeds: as trained, then at the
+    temperatures each run fitted on its validation split (with those temperatures)."""
+    metrics, calibrated = report["metrics"], report.get("calibrated") or {}
     if "ece" not in metrics["amber2"]["AT"]:
         return []
     heads = (("A", "voice head"), ("T", "words head"), ("AT", "fused head"))
-    return ["| method | " + " | ".join(name for _, name in heads) + " |", "|---|---|---|---|",
-            *[f"| {label} | " + " | ".join(_mean_std(metrics[m][h]["ece"]) for h, _ in heads) + " |"
-              for m, label in (("cbce", "CB-CE"), ("amber2", "AmbER²"))],
-            "", "Reliability diagram: `reliability.png` (`reliability.html` interactive)."]
+    methods = (("cbce", "CB-CE"), ("amber2", "AmbER²"))
+    lines = ["| method | " + " | ".join(name for _, name in heads) + " |", "|---|---|---|---|",
+             *[f"| {label}, as trained | " + " | ".join(_mean_std(metrics[m][h]["ece"]) for h, _ in heads) + " |"
+               for m, label in methods]]
+    if calibrated:
+        lines += [f"| {label}, temperature-scaled | " + " | ".join(_mean_std(calibrated["ece"][m][h])
+                                                                     for h, _ in heads) + " |"
+                  for m, label in methods]
+        lines += [f"| {label}: temperature (mean ± std over folds and seeds) | "
+                  + " | ".join(_mean_std(calibrated["temperature"][m][h]) for h, _ in heads) + " |"
+                  for m, label in methods]
+    return [*lines, "", "Reliability diagram: `reliability.png` (`reliability.html` interactive)."]
 
 
 def ablation_lines(report: dict, ablation: dict, paired: dict) -> list[str]:

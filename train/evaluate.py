@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VOICE_DATASETS = ("emovo", "ravdess", "nemo", "csv")
 DEFAULT_ANCHORS = {"ravdess": SHARED / "data" / "ravdess", "nemo": SHARED / "data" / "nemo"}
 SENTENCES = "sentences"
+FUSED = "fused"          # the fused-head check set (train.fused_check)
 SENTENCES_TSV = ROOT / "assets" / "eval" / "plain-sentences.tsv"
 TEXT_ANCHOR_CORPORA = ("emotionlines", "goemotions")
 
@@ -325,10 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the checkpoint to score: a folder written by the trainer or a Hugging Face repo id")
     p.add_argument("--dataset", required=True,
                    help=f"what to score it on: a voice corpus in one of the formats {', '.join(VOICE_DATASETS)} "
-                        f"(the audio head, empty transcripts), or {SENTENCES} (the text head on a TSV)")
+                        f"(the audio head, empty transcripts), {SENTENCES} (the text head on a TSV), or {FUSED} "
+                        "(the three heads as the app reads clips: EMOVO with Whisper's or typed words, flat "
+                        "voices with emotional words; train/fused_check.py)")
     p.add_argument("--root", type=Path,
                    help="where that data is: the corpus folder (csv: the CSV file; sentences: the TSV, default "
-                        f"{SENTENCES_TSV.relative_to(ROOT)})")
+                        f"{SENTENCES_TSV.relative_to(ROOT)}; fused: the shared data folder, default "
+                        f"{SHARED / 'data'})")
     p.add_argument("--out", type=Path, help="folder that receives evaluation.json, evaluation.md and confusion.png "
                                             "(default runs/evaluate-<dataset>)")
     p.add_argument("--cache-dir", type=Path, default=default_feature_cache(),
@@ -338,12 +342,20 @@ def build_parser() -> argparse.ArgumentParser:
                         f"nemo under {SHARED / 'data'}); the flag alone skips that anchor")
     p.add_argument("--feature-batch-size", type=int, default=8,
                    help="clips per encoder call while extracting features (default %(default)s)")
+    p.add_argument("--per-class", type=int,
+                   help=f"{FUSED}: at most this many EMOVO clips per emotion (default: all 588)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (e.g. when logging to a file)")
     return p
 
 
 def run_command(args: argparse.Namespace, out: Path) -> dict:
-    """The evaluation the arguments ask for: the text head on sentences, or the audio head on a voice corpus."""
+    """The evaluation the arguments ask for: the text head on sentences, the three heads on the fused check
+    set, or the audio head on a voice corpus."""
+    if args.dataset.lower() == FUSED:
+        from train.fused_check import evaluate_fused
+
+        return evaluate_fused(args.model, args.root or SHARED / "data", SENTENCES_TSV, out, args.cache_dir,
+                              progress=not args.no_progress, per_class=args.per_class)
     if args.dataset.lower() == SENTENCES:
         if args.anchor_train is not None:
             raise RunError(f"--anchor-train is for voice corpora; the {SENTENCES} anchor trains on "
@@ -363,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         out = args.out or Path("runs") / f"evaluate-{args.dataset.lower()}"
         result = run_command(args, out)
+        if args.dataset.lower() == FUSED:
+            from train.fused_check import fused_table
+
+            print("\n".join(fused_table(result["sources"])))
+            print(f"\nwrote {out / 'evaluation.json'}, {out / 'evaluation.md'}")
+            return 0
         print(text_report(result))
         print(f"\nwrote {out / 'evaluation.json'}, {out / 'evaluation.md'}, {out / 'confusion.png'}")
         return 0

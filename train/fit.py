@@ -48,24 +48,31 @@ class EnsembleLoss:
             raise ProtocolError("the CB-CE runs need class weights")
         self.class_weights = None if class_weights is None else class_weights.to(device)
 
-        def amber2_run(la, lt, lat, y, lam, kap):
-            return training_loss({"A": la, "T": lt, "AT": lat}, y, cfg.loss_config(lam, kap))[0]
+        def amber2_run(la, lt, lat, y, heads, lam, kap):
+            return training_loss({"A": la, "T": lt, "AT": lat}, y, cfg.loss_config(lam, kap),
+                                 head_weight=heads)[0]
 
-        def cbce_run(la, lt, lat, y, weights):
+        def cbce_run(la, lt, lat, y, heads, weights):
             lc = cfg.loss_config(0.0, 0.0, method="cbce")
-            return training_loss({"A": la, "T": lt, "AT": lat}, y, lc, class_weights=weights)[0]
+            return training_loss({"A": la, "T": lt, "AT": lat}, y, lc, class_weights=weights,
+                                 head_weight=heads)[0]
 
         self._amber2 = torch.func.vmap(amber2_run)
-        self._cbce = torch.func.vmap(cbce_run, in_dims=(0, 0, 0, 0, None))
+        self._cbce = torch.func.vmap(cbce_run, in_dims=(0, 0, 0, 0, 0, None))
 
-    def __call__(self, logits: Sequence[Tensor], y: Tensor, group_size: int) -> tuple[list[Tensor], Tensor]:
-        """logits: 3 x (R, C, B) feature-major; y: (S, B, C). Returns (3 x (R, C, B) gradients, (R,) losses)."""
+    def __call__(self, logits: Sequence[Tensor], y: Tensor, group_size: int,
+                 head_weight: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """logits: 3 x (R, C, B) feature-major; y: (S, B, C); head_weight: (S, B, H) weights of each head's
+        rater term (ProtocolData.head_weight; None: all ones). Returns (3 x (R, C, B) gradients, (R,) losses)."""
         leaves = [lg.detach().transpose(1, 2).contiguous().requires_grad_() for lg in logits]
         S, B, C = y.shape
+        if head_weight is None:
+            head_weight = y.new_ones(S, B, len(HEADS))
         y_runs = y.unsqueeze(1).expand(S, group_size, B, C).reshape(self.R, B, C)
+        h_runs = head_weight.unsqueeze(1).expand(S, group_size, B, head_weight.shape[-1]).reshape(self.R, B, -1)
         losses = torch.zeros(self.R, device=y.device)
         for method, idx in self.methods.items():
-            args = [t.index_select(0, idx) for t in (*leaves, y_runs)]
+            args = [t.index_select(0, idx) for t in (*leaves, y_runs, h_runs)]
             part = self._amber2(*args, self.lam, self.kap) if method == "amber2" else self._cbce(
                 *args, self.class_weights)
             losses = losses.index_add(0, idx, part)
@@ -124,7 +131,7 @@ def train_ensemble(ens: Ensemble, runs: Sequence[RunSpec], tensors: dict[str, Te
                    shuffle_seeds: Sequence[int], y_val: np.ndarray) -> TrainedEnsemble:
     """Train every run of `ens` for cfg.max_epochs; leave each run's best-validation weights in `ens`.
 
-    tensors: "audio", "text", "y" for all items on the ensemble's device. shuffle_seeds: one per seed group;
+    tensors: "audio", "text", "y" and optionally "head_weight" (ProtocolData.head_weights) for all items on the ensemble's device. shuffle_seeds: one per seed group;
     each group draws its own permutation of the fit items every epoch.
     """
     dev, S, P, R = ens.device, ens.S, ens.P, ens.R
@@ -141,6 +148,7 @@ def train_ensemble(ens: Ensemble, runs: Sequence[RunSpec], tensors: dict[str, Te
     best_val = np.full(R, np.inf if not SELECTION[cfg.selection_metric][1] else -np.inf)
     best_epoch = np.zeros(R, dtype=np.int64)
     n = len(fit_idx)
+    head_weight = tensors.get("head_weight")
     for epoch in range(cfg.max_epochs):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)   # (S, n)
         for start in range(0, n, cfg.batch_size):
@@ -149,8 +157,9 @@ def train_ensemble(ens: Ensemble, runs: Sequence[RunSpec], tensors: dict[str, Te
             xa = tensors["audio"].index_select(0, rows).view(S, b, -1)
             xt = tensors["text"].index_select(0, rows).view(S, b, -1)
             y = tensors["y"].index_select(0, rows).view(S, b, -1)
+            heads = None if head_weight is None else head_weight.index_select(0, rows).view(S, b, -1)
             logits, cache = ens.forward(xa, xt, train=True)
-            grads, _ = loss_fn(logits, y, P)
+            grads, _ = loss_fn(logits, y, P, heads)
             ens.backward(cache, grads)
             opt.step()
         probs = ens.predict(audio_val, text_val, cfg.eval_rows)[:, student].cpu().numpy()

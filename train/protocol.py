@@ -31,7 +31,10 @@ Choices where the paper is silent (all flags in `ProtocolConfig`):
   elsewhere: mixed precision as `torch.autocast` does it, with float32 weights, optimizer state, activations,
   biases and loss. "fp32" forces float32 everywhere, "bf16" forces the bfloat16 products;
 - the final model (`train_final`) uses the grid point selected most often across folds (ties: the one with
-  the better mean validation score), trained on all items minus a validation split that picks its epoch.
+  the better mean validation score), trained on all items minus a validation split that picks its epoch;
+- calibration: every run's heads get a temperature fitted on its validation split (`amber2.calibration`).
+  The report's metrics are the raw predictions' (as the paper's); ECE is also reported at the fitted
+  temperatures, and the shipped model stores its own in config.json, which every reading applies.
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ from train.config import (SELECTION, ProtocolConfig, ProtocolData, ProtocolError
                           validation_split)
 from train.ensemble import initial_model, make_ensemble
 from train.fit import train_ensemble
-from train.results import (FoldResult, ProtocolResult, load_fold, paired_bootstrap, pooled_predictions,
-                           reliability_curves, save_fold, summarize)
+from amber2.calibration import fit_temperature
+from train.results import (FoldResult, ProtocolResult, calibration_summary, load_fold, paired_bootstrap,
+                           pooled_predictions, reliability_curves, save_fold, summarize)
 
 if TYPE_CHECKING:
     from train.distributed import Group
@@ -97,7 +101,7 @@ def _derived_seed(*parts: object) -> int:
 
 def _to_device(data: ProtocolData, device: str) -> dict[str, Tensor]:
     return {"audio": torch.from_numpy(data.audio).to(device), "text": torch.from_numpy(data.text).to(device),
-            "y": torch.from_numpy(data.y).to(device)}
+            "y": torch.from_numpy(data.y).to(device), "head_weight": torch.from_numpy(data.head_weights()).to(device)}
 
 
 def input_stats(tensors: dict[str, Tensor], fit_idx: np.ndarray) -> dict[str, Tensor]:
@@ -135,6 +139,8 @@ def run_fold(data: ProtocolData, cfg: ProtocolConfig, fold: int, tensors: dict[s
     tensors = _standardized(tensors, input_stats(tensors, fit_idx) if cfg.standardize else None)
     runs = fold_runs(cfg)
     test_pred = np.zeros((len(runs), 3, len(test_idx), data.n_classes), dtype=np.float32)
+    temperatures = np.ones((len(runs), 3))
+    val_t = torch.as_tensor(val_idx, device=cfg.device)
     curve = np.zeros((len(runs), cfg.max_epochs))
     best_epoch = np.zeros(len(runs), dtype=np.int64)
     best_val = np.zeros(len(runs))
@@ -149,13 +155,15 @@ def run_fold(data: ProtocolData, cfg: ProtocolConfig, fold: int, tensors: dict[s
                                  [_derived_seed("shuffle", fold, s) for s in seeds], data.y[val_idx])
         test_pred[members] = ens.predict(tensors["audio"][test_t], tensors["text"][test_t],
                                          cfg.eval_rows).cpu().numpy()
+        val_pred = ens.predict(tensors["audio"][val_t], tensors["text"][val_t], cfg.eval_rows).cpu().numpy()
+        temperatures[members] = fit_temperature(val_pred, data.y[val_idx])
         curve[members], best_epoch[members], best_val[members] = (trained.val_curve, trained.best_epoch,
                                                                   trained.best_val)
         if log:
             log(f"fold {fold}: trained {len(members)} runs ({time.perf_counter() - t0:.1f} s)")
     selection = select_grid_point(runs, best_val, cfg.selection_metric)
     return FoldResult(fold, runs, test_idx, val_idx, test_pred, curve, best_epoch, best_val, selection,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, temperatures)
 
 
 def protocol_fingerprint(data: ProtocolData, cfg: ProtocolConfig) -> str:
@@ -238,8 +246,11 @@ def run_protocol(data: ProtocolData, cfg: ProtocolConfig | None = None, out_dir:
     student = HEADS.index(cfg.student)
     paired = paired_bootstrap(data.y, predictions["amber2"][:, student], predictions["cbce"][:, student]) \
         if {"amber2", "cbce"} <= set(predictions) else {}
+    calibrated = calibration_summary(folds, pooled_predictions(folds, len(data.y), cfg.seeds, calibrated=True),
+                                     data.y, cfg.seeds, cfg.std_ddof)
     return ProtocolResult(cfg.to_dict(), data.classes, folds, predictions, data.y, metrics, edges, binned,
-                          selected, time.perf_counter() - t0, paired, reliability_curves(predictions, data.y))
+                          selected, time.perf_counter() - t0, paired, reliability_curves(predictions, data.y),
+                          calibrated)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -279,11 +290,16 @@ def train_final(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kapp
     trained = train_ensemble(ens, [run], tensors, fit_idx, val_idx, cfg,
                              class_balanced_weights(torch.from_numpy(data.y[fit_idx])),
                              [_derived_seed("shuffle", "final", seed)], data.y[val_idx])
+    val_t = torch.as_tensor(val_idx, device=cfg.device)
+    val_pred = ens.predict(tensors["audio"][val_t], tensors["text"][val_t], cfg.eval_rows)[0].cpu().numpy()
+    temperatures = fit_temperature(val_pred, data.y[val_idx])
     provenance = {"method": method, "lambda_mai": run.lambda_mai, "kappa": run.kappa, "seed": seed,
                   "best_epoch": int(trained.best_epoch[0]), "max_epochs": cfg.max_epochs,
                   f"val_{cfg.selection_metric}": float(trained.best_val[0]), "n_fit": int(len(fit_idx)),
-                  "n_val": int(len(val_idx))}
+                  "n_val": int(len(val_idx)), "calibration": "temperature per head, soft-label NLL on the "
+                                                             "validation split (amber2.calibration)"}
     model = initial_model(data, cfg, seed, provenance=provenance)
+    model.config.temperatures = {h: round(float(t), 4) for h, t in zip(HEADS, temperatures)}
     ens.write_into(model, 0)
     if stats is not None:
         model.set_input_stats(**{k: v.cpu() for k, v in stats.items()})

@@ -176,11 +176,20 @@ def _calibration_section(data: dict, png: str, html: str) -> list[str]:
     if not data.get("calibration") or "ece" not in metrics["cbce"]["AT"]:
         return []
     rows = [[METHOD_LABELS[m]] + [_cell(metrics[m][h]["ece"]) for h in HEAD_LABELS] for m in ("cbce", "amber2")]
+    calibrated = data.get("calibrated") or {}
+    if calibrated:
+        rows += [[f"{METHOD_LABELS[m]}, temperature-scaled"] + [_cell(calibrated["ece"][m][h]) for h in HEAD_LABELS]
+                 for m in ("cbce", "amber2")]
+        rows += [[f"{METHOD_LABELS[m]}: temperature"] + [_cell(calibrated["temperature"][m][h]) for h in HEAD_LABELS]
+                 for m in ("cbce", "amber2")]
     return ["## Calibration",
             "ECE: 10 equal-width bins of the predicted top probability; an item counts as correct when the "
             "predicted class is the raters' majority (ties to the first class); mean ± std over seeds. The "
             "reliability diagram pools every seed's test predictions (bins of fewer than "
-            f"{RELIABILITY_MIN_ITEMS} items are not drawn): a calibrated model's points lie on the diagonal.",
+            f"{RELIABILITY_MIN_ITEMS} items are not drawn): a calibrated model's points lie on the diagonal. "
+            "Temperature-scaled: each run's heads at the temperature fitted on its validation split (soft-label "
+            "NLL, amber2.calibration), as the shipped checkpoint reads; the other metrics are the raw "
+            "predictions', as in the paper.",
             _table(["Method"] + [HEAD_LABELS[h] for h in HEAD_LABELS], rows),
             f"![Reliability diagram]({png})", f"Interactive version: [{html}]({html})."]
 

@@ -33,6 +33,7 @@ class FoldResult:
     best_val: np.ndarray         # (R,)
     selection: dict              # method -> {"lambda_mai", "kappa", "score", "scores": {grid key: mean}}
     seconds: float = 0.0
+    temperatures: np.ndarray | None = None   # (R, 3) each run's head temperatures, fitted on the validation split
 
     def run_index(self, seed: int, method: str) -> int:
         """Index of the selected run of `method` for `seed`."""
@@ -54,8 +55,9 @@ def save_fold(res: FoldResult, out_dir: Path, fingerprint: str) -> None:
 
     def write_npz(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
+            extra = {} if res.temperatures is None else {"temperatures": res.temperatures}
             np.savez(fh, test_index=res.test_index, val_index=res.val_index, test_pred=res.test_pred,
-                     val_curve=res.val_curve, best_epoch=res.best_epoch, best_val=res.best_val)
+                     val_curve=res.val_curve, best_epoch=res.best_epoch, best_val=res.best_val, **extra)
 
     meta = {"fold": res.fold, "fingerprint": fingerprint, "seconds": res.seconds,
             "runs": [dataclasses.asdict(r) for r in res.runs], "selection": res.selection}
@@ -77,7 +79,7 @@ def load_fold(out_dir: Path, fold: int, fingerprint: str) -> FoldResult | None:
     runs = [RunSpec(**r) for r in meta["runs"]]
     return FoldResult(fold, runs, arrays["test_index"], arrays["val_index"], arrays["test_pred"],
                       arrays["val_curve"], arrays["best_epoch"], arrays["best_val"], meta["selection"],
-                      meta["seconds"])
+                      meta["seconds"], arrays.get("temperatures"))
 
 
 @dataclass
@@ -96,6 +98,9 @@ class ProtocolResult:
     seconds: float = 0.0
     paired: dict = dataclasses.field(default_factory=dict)   # metric -> `paired_bootstrap` row (student head)
     calibration: dict = dataclasses.field(default_factory=dict)   # method -> head -> reliability diagram numbers
+    # the same after temperature scaling: {"ece": method -> head -> mean/std over seeds, "temperature": method ->
+    # head -> mean/std of the selected runs' temperatures, "reliability": method -> head -> diagram numbers}
+    calibrated: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Every number, JSON-ready (predictions excluded; a non-finite number becomes None)."""
@@ -106,7 +111,8 @@ class ProtocolResult:
                            "seconds": f.seconds, "selection": f.selection,
                            "runs": _epochs_by_run(f)}
                           for f in self.folds],
-                "seconds": self.seconds, "paired": self.paired, "calibration": self.calibration})
+                "seconds": self.seconds, "paired": self.paired, "calibration": self.calibration,
+                "calibrated": self.calibrated})
 
 
 def _json_safe(value: Any) -> Any:
@@ -126,8 +132,14 @@ def _epochs_by_run(f: FoldResult) -> list[dict]:
             for r, e, v in zip(f.runs, f.best_epoch, f.best_val)]
 
 
-def pooled_predictions(folds: Sequence[FoldResult], n_items: int, seeds: Sequence[int]) -> dict[str, np.ndarray]:
-    """method -> (n_seeds, 3, N, C): the selected run's test predictions of every fold, side by side."""
+def pooled_predictions(folds: Sequence[FoldResult], n_items: int, seeds: Sequence[int],
+                       calibrated: bool = False) -> dict[str, np.ndarray]:
+    """method -> (n_seeds, 3, N, C): the selected run's test predictions of every fold, side by side.
+
+    calibrated: each run's predictions at its heads' validation temperatures (`amber2.calibration`); a fold
+    saved without temperatures reads at T = 1."""
+    from amber2.calibration import apply_temperature
+
     out = {}
     for method in METHODS:
         if not all(method in f.selection for f in folds):
@@ -138,7 +150,11 @@ def pooled_predictions(folds: Sequence[FoldResult], n_items: int, seeds: Sequenc
         for f in folds:
             seen[f.test_index] += 1
             for i, seed in enumerate(seeds):
-                pred[i][:, f.test_index] = f.test_pred[f.run_index(seed, method)]
+                r = f.run_index(seed, method)
+                run_pred = f.test_pred[r]
+                if calibrated and f.temperatures is not None:
+                    run_pred = apply_temperature(run_pred, f.temperatures[r])
+                pred[i][:, f.test_index] = run_pred
         if not (seen == 1).all():
             raise ProtocolError(f"{int((seen != 1).sum())} items are not predicted exactly once over the folds")
         out[method] = pred
@@ -209,6 +225,21 @@ def save_predictions(result: ProtocolResult, path: str | Path, ids: Sequence[str
             np.savez_compressed(fh, **arrays)
 
     return atomic_write(Path(path), write)
+
+
+def calibration_summary(folds: Sequence[FoldResult], predictions: dict[str, np.ndarray], y: np.ndarray,
+                        seeds: Sequence[int], ddof: int = 1) -> dict:
+    """ECE and reliability of the test predictions at each run's validation temperatures, and the temperatures
+    of the selected runs (mean and std over folds and seeds): `ProtocolResult.calibrated`."""
+    from amber2.metrics import calibration_metrics
+
+    if any(f.temperatures is None for f in folds):
+        return {}
+    ece = {m: {head: _mean_std([calibration_metrics(y, pred[s, h])["ece"] for s in range(len(pred))], ddof)
+               for h, head in enumerate(HEADS)} for m, pred in predictions.items()}
+    temps = {m: {head: _mean_std([float(f.temperatures[f.run_index(s, m), h]) for f in folds for s in seeds], ddof)
+                 for h, head in enumerate(HEADS)} for m in predictions}
+    return {"ece": ece, "temperature": temps, "reliability": reliability_curves(predictions, y)}
 
 
 def reliability_curves(predictions: dict[str, np.ndarray], y: np.ndarray) -> dict:

@@ -161,11 +161,13 @@ def load_encoders(audio_name: str, text_name: str):
 
 
 def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
-               encoders: tuple | None = None, group=None) -> RunOutcome:
+               encoders: tuple | None = None, group=None,
+               prepare: Callable[[Any], Any] | None = None) -> RunOutcome:
     """Features -> protocol (resumable) -> report -> final model -> checkpoint (+ card) -> optional push.
 
-    With a `group` of several processes (train.distributed.start), features and folds are shared out and
-    only rank 0 goes on past the protocol; the others return an outcome without result."""
+    `prepare` maps the protocol's input before the protocol runs (the demo pairs voices and words with it:
+    train.pairing). With a `group` of several processes (train.distributed.start), features and folds are
+    shared out and only rank 0 goes on past the protocol; the others return an outcome without result."""
     from train import hub, protocol as proto, report
     from train.distributed import SINGLE
     from train.features import extract_features
@@ -179,6 +181,8 @@ def run_corpus(corpus, cfg: RunConfig, protocol, card: dict | None = None,
     if feats.skipped:
         log.warning("%d item(s) skipped for unreadable audio (listed above)", len(feats.skipped))
     data = protocol_data(corpus, feats, protocol.n_folds, audio_enc.name, text_enc.name)
+    if prepare is not None:
+        data = prepare(data)
 
     log.info("protocol: %d folds x %d seeds x %d grid points (+ CB-CE), %d epochs; state in %s",
              protocol.n_folds, len(protocol.seeds), len(protocol.grid), protocol.max_epochs, cfg.work_dir)
