@@ -301,25 +301,44 @@ def corpus_description(corpus, cfg: DemoConfig) -> dict:
     }
 
 
-def eq6_ablation(run_cfg, protocol, outcome, report: dict) -> list[str]:
-    """Run the protocol again on the same items with the paper's Eq. 6 as written (state in its own folder,
-    resumable) and return the README lines comparing it with the default run (`outcome` of `run_corpus`)."""
+def protocol_dir(cache_dir: Path, recipe: dict, protocol) -> Path:
+    """The protocol's state folder: one per corpus recipe (flat-voice pool and pairing included), encoders and
+    protocol settings, so a changed recipe never meets another's folds, and a run with `--loss eq6` finds the
+    folds the ablation of a default run already trained (and the reverse)."""
+    import json
+
+    settings = _content_hash(json.dumps([recipe, protocol.fingerprint_dict()], sort_keys=True, default=str))[:10]
+    return Path(cache_dir) / f"protocol-{settings}"
+
+
+def eq6_ablation(protocol, outcome, report: dict, work_dir: Path) -> list[str]:
+    """Run the protocol again on the same items with the other named loss (Eq. 6 as written after a default
+    run, the default after an Eq. 6 run; state in `work_dir`, resumable) and return the README lines comparing
+    the two on the student head (Eq. 6 - default)."""
     from amber2.heads import HEADS
-    from train.config import ProtocolConfig
+    from train.demo_report import ablation_lines
     from train.protocol import run_protocol
     from train.results import paired_bootstrap
-    from train.run import LOSS_PRESETS, log
+    from train.run import log, loss_name
 
-    eq6 = ProtocolConfig(**{**protocol.to_dict(), **LOSS_PRESETS["eq6"]})
-    data, default = outcome.data, outcome.result
-    work = Path(run_cfg.work_dir)
-    result = run_protocol(data, eq6, work.with_name(work.name + "-eq6"), log=log.info)
+    ran = loss_name(protocol)
+    data = outcome.data
+    result = run_protocol(data, ablation_protocol(protocol), work_dir, log=log.info)
     student = HEADS.index(protocol.student)
-    paired = paired_bootstrap(data.y, result.predictions["amber2"][:, student],
+    default, eq6 = (result, outcome.result) if ran == "eq6" else (outcome.result, result)
+    paired = paired_bootstrap(data.y, eq6.predictions["amber2"][:, student],
                               default.predictions["amber2"][:, student])
-    from train.demo_report import ablation_lines
+    default_report = result.to_dict() if ran == "eq6" else report
+    eq6_report = report if ran == "eq6" else result.to_dict()
+    return ablation_lines(default_report, eq6_report, paired)
 
-    return ablation_lines(report, result.to_dict(), paired)
+
+def ablation_protocol(protocol):
+    """The ProtocolConfig the ablation trains beside `protocol` (see `eq6_ablation`)."""
+    from train.config import ProtocolConfig
+    from train.run import LOSS_FIELDS, loss_name
+
+    return ProtocolConfig(**{**protocol.to_dict(), **LOSS_FIELDS["default" if loss_name(protocol) == "eq6" else "eq6"]})
 
 
 def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
@@ -448,14 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus = build_demo_corpus(cfg, progress=not args.no_progress)
         if args.transfer:
             return transfer(corpus, cfg, args, protocol)
-        # The protocol state depends on the corpus recipe (flat-voice pool included), the encoders and the
-        # protocol settings: one folder per combination, so a changed recipe never meets another's folds.
         recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache_dir"}
         recipe.update(pool=[POOL_SENTENCES, POOL_VOICES], encoders=[args.audio_encoder, args.text_encoder])
-        settings = _content_hash(json.dumps([recipe, protocol.fingerprint_dict()], sort_keys=True,
-                                            default=str))[:10]
         run_cfg = RunConfig(out=args.out, model_dir=args.out, report_dir=args.report_dir,
-                            work_dir=args.work_dir or Path(cfg.cache_dir) / f"protocol-{settings}",
+                            work_dir=args.work_dir or protocol_dir(cfg.cache_dir, recipe, protocol),
                             audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
                             cache_dir=Path(cfg.cache_dir) / "features",
                             feature_batch_size=args.feature_batch_size, final_seed=args.final_seed,
@@ -469,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((Path(args.report_dir) / "report.json").read_text(encoding="utf-8"))
         ablation = []
         if args.eq6_ablation:
-            ablation = eq6_ablation(run_cfg, protocol, outcome, report)
+            other = ablation_protocol(protocol)
+            work = (Path(args.work_dir).with_name(Path(args.work_dir).name + "-ablation") if args.work_dir
+                    else protocol_dir(cfg.cache_dir, recipe, other))
+            ablation = eq6_ablation(protocol, outcome, report, work)
         write_demo_readme(Path(args.report_dir), card, Path(args.out), breakdown, report, ablation)
         append_card_notes(Path(args.out))
         print(summary_text(outcome))

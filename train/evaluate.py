@@ -376,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path("runs") / f"evaluate-{args.dataset.lower()}"
         result = run_command(args, out)
         if args.dataset.lower() == FUSED:
-            from train.fused_check import fused_table
+            from train.fused_check import fused_table, timeline_lines
 
-            print("\n".join(fused_table(result["sources"])))
+            print("\n".join([*fused_table(result["sources"]), "", *timeline_lines(result)]))
             print(f"\nwrote {out / 'evaluation.json'}, {out / 'evaluation.md'}")
             return 0
         print(text_report(result))

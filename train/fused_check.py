@@ -38,6 +38,7 @@ SOURCES = ("emovo-whisper", "emovo-plain-words", "emovo-neutral-voice-emotional-
 # espeak-ng voices none of train.demo.POOL_VOICES uses (variant, words per minute, pitch)
 CHECK_VOICES = (("en-us+f2", 150, 55), ("en-gb-x-rp+m2", 160, 45), ("en-us+Storm", 145, 50))
 WORDS_FIELD = "text"
+TIMELINE_SECONDS = 240.0     # the recording the timeline check joins from EMOVO clips
 
 
 @dataclass
@@ -189,6 +190,42 @@ def check_set(analyzer, shared_data: Path, sentences_tsv: Path, cache: Path, pro
     return out
 
 
+def interleaved(items: Sequence) -> list:
+    """Items taken one class at a time in turn (each class in its given order), so neighbours differ."""
+    by_class: dict[int, list] = {}
+    for it in items:
+        by_class.setdefault(int(np.argmax(it.votes)), []).append(it)
+    queues = [by_class[k] for k in sorted(by_class)]
+    out = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def timeline_check(analyzer, paths: Sequence[Path], seconds: float = TIMELINE_SECONDS, gap: float = 0.4) -> dict:
+    """One recording of the clips joined (`gap` s of silence between them, up to `seconds`) through
+    `amber2.timeline.analyze_timeline`: the share of speech segments whose fused top class is neither
+    expert's, and whether the whole recording's fused summary names an expert's top class."""
+    from amber2.audio import SAMPLE_RATE, load_audio
+    from amber2.timeline import analyze_timeline
+
+    pieces, total, silence = [], 0, np.zeros(int(gap * SAMPLE_RATE), np.float32)
+    for path in paths:
+        if total >= seconds * SAMPLE_RATE:
+            break
+        pieces += [load_audio(path), silence]
+        total += len(pieces[-2]) + len(silence)
+    timeline = analyze_timeline(analyzer, np.concatenate(pieces)[: int(seconds * SAMPLE_RATE)])
+    speech = [s.analysis for s in timeline.segments if s.speech]
+    made_up = [a.top("fused") not in (a.top("audio"), a.top("text")) for a in speech]
+    summary = {f: timeline.summary.top(f) for f in FIELDS}
+    return {"seconds": round(timeline.duration, 1), "clips": len(pieces) // 2, "segments": len(timeline.segments),
+            "speech_segments": len(speech), "invented": float(np.mean(made_up)) if speech else 0.0,
+            "summary": summary, "summary_fused_is_an_experts": summary["fused"] in (summary["audio"], summary["text"])}
+
+
 def evaluate_fused(model_ref, shared_data: Path, sentences_tsv: Path, out: Path, cache_dir: Path,
                    progress: bool = True, per_class: int | None = None) -> dict:
     """The check set's scores for a checkpoint; writes OUT/evaluation.json and OUT/evaluation.md."""
@@ -201,9 +238,29 @@ def evaluate_fused(model_ref, shared_data: Path, sentences_tsv: Path, out: Path,
     scores = {name: fused_scores(r, analyzer.classes) for name, r in readings.items()}
     result = {"model": str(model_ref), "dataset": "fused", "root": str(shared_data),
               "temperatures": analyzer.model.config.temperatures, "sources": scores}
+    emovo = Path(shared_data) / "emovo"
+    if emovo.exists():
+        from train.evaluate import load_voices
+
+        items = interleaved(sorted(load_voices("emovo", emovo, analyzer.model.label_space).items,
+                                   key=lambda it: str(it.audio)))
+        log.info("fused check: a %.0f s recording of EMOVO clips through the timeline", TIMELINE_SECONDS)
+        result["timeline"] = timeline_check(analyzer, [it.audio for it in items])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "evaluation.json", json.dumps(result, indent=1))
     atomic_write_text(out / "evaluation.md", "\n".join([f"# Fused-head check of {model_ref}", "",
-                                                        *fused_table(scores), ""]))
+                                                        *fused_table(scores), "", *timeline_lines(result), ""]))
     return result
+
+
+def timeline_lines(result: dict) -> list[str]:
+    """The timeline check in words (nothing when it was not run)."""
+    t = result.get("timeline")
+    if not t:
+        return []
+    s = t["summary"]
+    return [f"Timeline: {t['clips']} EMOVO clips joined into {t['seconds']:.0f} s, {t['speech_segments']} speech "
+            f"segments of {t['segments']}; fused top class neither expert's on {t['invented']:.1%} of them. Whole "
+            f"recording: voice {s['audio']}, words {s['text']}, fused {s['fused']}"
+            f" ({'an expert' if t['summary_fused_is_an_experts'] else 'neither expert'}'s reading)."]

@@ -284,6 +284,15 @@ PROTOCOL_HELP = {
 
 # `--loss`: named sets of the loss fields; eq6 is the paper's Eq. 6 as written (experts learn only through MAI)
 LOSS_PRESETS = {"default": {}, "eq6": {"lambda_expert": 0.0, "detach_experts": False, "detach_weights": False}}
+# The loss fields of each named loss in full: the demo's ablation trains the one its run did not.
+LOSS_FIELDS = {"default": {"lambda_expert": 1.0, "detach_experts": True, "detach_weights": True},
+               "eq6": LOSS_PRESETS["eq6"]}
+
+
+def loss_name(protocol) -> str | None:
+    """Which of LOSS_FIELDS a ProtocolConfig trains with (None: another mix of the loss flags)."""
+    return next((name for name, fields in LOSS_FIELDS.items()
+                 if all(getattr(protocol, k) == v for k, v in fields.items())), None)
 
 
 def _flag(name: str) -> str:
