@@ -259,3 +259,34 @@ def test_evaluate_sentences_errors_are_one_line(tmp_path, checkpoint, capsys, ts
     assert len(err) == 1 and err[0].startswith("error: ")
     assert re.search(message, err[0])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_fused_cli_end_to_end(tmp_path, speak, checkpoint, capsys):
+    """The fused check set from the command line: EMOVO clips as the app reads them (Whisper's words, typed
+    words), flat voices with sentences, and the timeline of the clips joined; the clips' hearing is cached."""
+    emovo = emovo_folder(tmp_path / "shared" / "emovo", speak,
+                         [(e, s, w) for s, e in (("f1", "rab"), ("m1", "neu"), ("f1", "tri"), ("m1", "gio"))
+                          for w in ("Open the door now", "Where is the car")])
+    tsv = tmp_path / "sentences.tsv"
+    tsv.write_text("emotion\tsentence\nneutral\tThe shop opens at nine.\nangry\tI am furious with you!\n"
+                   "sad\tI miss her so much.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["evaluate", "--model", str(checkpoint), "--dataset", "fused", "--root", str(emovo.parent), "--out",
+            str(out), "--cache-dir", str(tmp_path / "cache"), "--sentences", str(tsv), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "evaluation.json").read_text())
+    sources = result["sources"]
+    assert list(sources) == ["emovo-whisper", "emovo-plain-words", "emovo-neutral-voice-emotional-words",
+                             "flat-voice-words"]
+    assert sources["emovo-whisper"]["n"] == 8 and sources["emovo-neutral-voice-emotional-words"]["n"] == 2
+    assert sources["flat-voice-words"]["n"] == 9                       # 3 sentences x 3 voices
+    for s in sources.values():
+        assert all(0 <= s[k] <= 1 for k in ("uar_audio", "uar_text", "uar_fused", "invented"))
+    timeline = result["timeline"]
+    assert timeline["clips"] == 8 and timeline["speech_segments"] <= timeline["segments"]
+    assert "| flat-voice-words | 9 |" in printed and "Timeline: 8 EMOVO clips" in printed
+    assert "| emovo-whisper | 8 |" in (out / "evaluation.md").read_text()
+    stores = list((tmp_path / "cache" / "fused-check").glob("*.npz"))
+    assert len(stores) == 1                                            # what Whisper heard, kept for next time

@@ -308,6 +308,24 @@ def test_demo_transfer_flags_reach_the_protocol():
     assert not build_parser().parse_args([]).transfer
 
 
+def test_demo_pairing_flags_and_the_loss_ablation_share_state_folders(tmp_path):
+    """`--loss eq6` trains in the folder the default run's ablation fills, and the reverse, so deciding the
+    loss never trains a protocol twice."""
+    from train.demo import ablation_protocol, build_parser, protocol_dir
+    from train.run import loss_name, protocol_from_args
+
+    args = build_parser().parse_args(["--pairing", "voice-plain", "--conflict-items", "5"])
+    assert args.pairing == ["voice-plain"] and args.conflict_items == 5
+    assert build_parser().parse_args(["--pairing"]).pairing == []
+    default = protocol_from_args(build_parser().parse_args([]))
+    eq6 = protocol_from_args(build_parser().parse_args(["--loss", "eq6"]))
+    assert loss_name(default) == "default" and loss_name(eq6) == "eq6"
+    recipe = {"pairing": ["voice-plain"]}
+    assert protocol_dir(tmp_path, recipe, ablation_protocol(default)) == protocol_dir(tmp_path, recipe, eq6)
+    assert protocol_dir(tmp_path, recipe, ablation_protocol(eq6)) == protocol_dir(tmp_path, recipe, default)
+    assert protocol_dir(tmp_path, recipe, default) != protocol_dir(tmp_path, {"pairing": []}, default)
+
+
 def test_inspect_subcommand_is_delegated(shared_dir, capsys, tmp_path):
     out_csv = tmp_path / "items.csv"
     assert main(["inspect", "--dataset", "ravdess", "--root", str(shared_dir / "data" / "ravdess"),

@@ -344,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clips per encoder call while extracting features (default %(default)s)")
     p.add_argument("--per-class", type=int,
                    help=f"{FUSED}: at most this many EMOVO clips per emotion (default: all 588)")
+    p.add_argument("--sentences", type=Path, default=SENTENCES_TSV,
+                   help=f"{FUSED}: the TSV of typed and spoken sentences (default {SENTENCES_TSV.relative_to(ROOT)})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (e.g. when logging to a file)")
     return p
 
@@ -354,7 +356,7 @@ def run_command(args: argparse.Namespace, out: Path) -> dict:
     if args.dataset.lower() == FUSED:
         from train.fused_check import evaluate_fused
 
-        return evaluate_fused(args.model, args.root or SHARED / "data", SENTENCES_TSV, out, args.cache_dir,
+        return evaluate_fused(args.model, args.root or SHARED / "data", args.sentences, out, args.cache_dir,
                               progress=not args.no_progress, per_class=args.per_class)
     if args.dataset.lower() == SENTENCES:
         if args.anchor_train is not None:

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from amber2.files import atomic_write
 from amber2.heads import FIELDS
 
 log = logging.getLogger("train")
@@ -38,7 +39,8 @@ SOURCES = ("emovo-whisper", "emovo-plain-words", "emovo-neutral-voice-emotional-
 # espeak-ng voices none of train.demo.POOL_VOICES uses (variant, words per minute, pitch)
 CHECK_VOICES = (("en-us+f2", 150, 55), ("en-gb-x-rp+m2", 160, 45), ("en-us+Storm", 145, 50))
 WORDS_FIELD = "text"
-TIMELINE_SECONDS = 240.0     # the recording the timeline check joins from EMOVO clips
+TIMELINE_SECONDS = 240.0
+SAVE_EVERY = 50             # clips heard between saves of the hearing cache     # the recording the timeline check joins from EMOVO clips
 
 
 @dataclass
@@ -110,13 +112,22 @@ def heard(analyzer, paths: Sequence[Path], cache: Path, progress: bool = True) -
             known = {k: {**m, "vector": z["vectors"][i]} for i, (k, m) in enumerate(meta.items())}
     keys = [_sha1(p) for p in paths]
     todo = [(k, p) for k, p in zip(keys, paths) if k not in known]
-    for k, p in tqdm(todo, desc="Whisper hears the check clips", unit="clip", disable=not progress):
+
+    def save() -> None:   # whole files only: an interrupted run keeps what it heard up to the last save
+        meta = {k: {n: v for n, v in m.items() if n != "vector"} for k, m in known.items()}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, meta=json.dumps(meta), vectors=np.stack([m["vector"] for m in known.values()]))
+
+        atomic_write(store, write)
+
+    for i, (k, p) in enumerate(tqdm(todo, desc="Whisper hears the check clips", unit="clip", disable=not progress)):
         a = analyzer.analyze(p)
         known[k] = {"transcript": a.transcript, "duration": a.duration, "vector": a.audio_embedding,
                     **{h: getattr(a, h) for h in HEARING}}
-    if todo:
-        meta = {k: {n: v for n, v in m.items() if n != "vector"} for k, m in known.items()}
-        np.savez(store, meta=json.dumps(meta), vectors=np.stack([m["vector"] for m in known.values()]))
+        if (i + 1) % SAVE_EVERY == 0 or i + 1 == len(todo):
+            save()
     rows = [known[k] for k in keys]
     return analyzer.score_many(np.stack([r["vector"] for r in rows]), [r["transcript"] for r in rows],
                                [r["duration"] for r in rows], [{h: r[h] for h in HEARING} for r in rows])
