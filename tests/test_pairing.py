@@ -9,7 +9,7 @@ import torch
 from amber2.heads import HEADS
 from amber2.losses import LossConfig, training_loss
 from train.config import ProtocolData, ProtocolError
-from train.pairing import PairingConfig, pair_items, pairing_counts, rule_of, source_of
+from train.pairing import RULES, PairingConfig, pair_items, pairing_counts, rule_of, source_of
 from train.transfer import touches
 
 CLASSES = ("neutral", "happy", "sad", "angry")
@@ -42,7 +42,7 @@ def corpus(n_per: int = 24) -> ProtocolData:
 
 def test_each_rule_pairs_a_voice_and_words_of_one_fold_with_its_stated_target():
     data = corpus()
-    paired = pair_items(data, PairingConfig(calm_voice_items=40, conflict_items=30))
+    paired = pair_items(data, PairingConfig(rules=RULES, calm_voice_items=40, conflict_items=30))
     n = len(data.y)
     assert np.array_equal(paired.audio[:n], data.audio) and np.array_equal(paired.y[:n], data.y)
     assert np.all(paired.head_weight[:n] == 1)
@@ -74,7 +74,7 @@ def test_each_rule_pairs_a_voice_and_words_of_one_fold_with_its_stated_target():
 
 def test_pairing_is_deterministic_and_the_rules_can_be_chosen():
     data = corpus()
-    a, b = pair_items(data), pair_items(data)
+    a, b = pair_items(data, PairingConfig(rules=RULES)), pair_items(data, PairingConfig(rules=RULES))
     assert np.array_equal(a.ids, b.ids) and np.array_equal(a.y, b.y)
     only = pair_items(data, PairingConfig(rules=("voice-plain",)))
     assert {source_of(i) for i in only.ids} == {"ravdess", "emotionlines", "pair:voice-plain"}
@@ -87,7 +87,7 @@ def test_pairing_refuses_what_it_cannot_read():
     with pytest.raises(ProtocolError, match="unknown pairing rule"):
         PairingConfig(rules=("shout",))
     with pytest.raises(ProtocolError, match="already paired"):
-        pair_items(pair_items(data))
+        pair_items(pair_items(data, PairingConfig(rules=RULES)))
     bare = ProtocolData(audio=data.audio, text=data.text, y=data.y, folds=data.folds, groups=data.groups,
                         classes=CLASSES)
     with pytest.raises(ProtocolError, match="needs item ids"):
@@ -98,7 +98,7 @@ def test_pairing_refuses_what_it_cannot_read():
 
 
 def test_leaving_a_corpus_out_also_leaves_out_the_rows_paired_with_it():
-    paired = pair_items(corpus())
+    paired = pair_items(corpus(), PairingConfig(rules=RULES))
     ravdess = touches(paired.ids, "ravdess")
     assert ravdess[[source_of(i) == "ravdess" for i in paired.ids]].all()
     assert ravdess[[i.startswith("pair:") for i in paired.ids]].all()      # every pair holds a ravdess voice

@@ -153,6 +153,10 @@ def render_card(card: CardInfo, config: Mapping[str, Any]) -> str:
         out.append("Not recorded.")
     if card.hyperparameters:
         out += ["", "Final model hyperparameters:", ""] + _bullets(card.hyperparameters)
+    if config.get("temperatures"):
+        out += ["", "Calibration: every reading divides each head's logits by its temperature, fitted on the final "
+                "model's validation split by the soft-label negative log-likelihood (`amber2.calibration`; the top "
+                "class never changes):", ""] + _bullets(config["temperatures"])
     if card.command:
         out += ["", "Trained with:", "", "```bash", card.command.strip(), "```"]
     out += ["", "## Results", ""]

@@ -39,7 +39,9 @@ RULE_HEADS = {"voice-plain": ("A", "AT"), "calm-voice-words": ("T", "AT"), "conf
 class PairingConfig:
     """Which pairing rules add rows, and how many (each field a flag of `python -m train demo`)."""
 
-    rules: tuple[str, ...] = RULES
+    # None by default: on leave-one-corpus-out every rule tried made the fused head invent more, not less
+    # (docs/demo-model.md); `python -m train demo --pairing voice-plain ...` turns them on.
+    rules: tuple[str, ...] = ()
     voice_corpora: tuple[str, ...] = ("ravdess", "nemo")     # id prefixes of voice items; the rest are words
     plain_per_voice: int = 1           # voice-plain: plain-word partners of each voice item
     calm_voice_items: int = 4000       # calm-voice-words: emotional word items given a real neutral voice
