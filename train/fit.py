@@ -131,7 +131,8 @@ def train_ensemble(ens: Ensemble, runs: Sequence[RunSpec], tensors: dict[str, Te
                    shuffle_seeds: Sequence[int], y_val: np.ndarray) -> TrainedEnsemble:
     """Train every run of `ens` for cfg.max_epochs; leave each run's best-validation weights in `ens`.
 
-    tensors: "audio", "text", "y" and optionally "head_weight" (ProtocolData.head_weights) for all items on the ensemble's device. shuffle_seeds: one per seed group;
+    tensors: "audio", "text", "y" and optionally "head_weight" (ProtocolData.head_weights) for all items on the
+    ensemble's device. shuffle_seeds: one per seed group;
     each group draws its own permutation of the fit items every epoch.
     """
     dev, S, P, R = ens.device, ens.S, ens.P, ens.R

@@ -39,8 +39,8 @@ SOURCES = ("emovo-whisper", "emovo-plain-words", "emovo-neutral-voice-emotional-
 # espeak-ng voices none of train.demo.POOL_VOICES uses (variant, words per minute, pitch)
 CHECK_VOICES = (("en-us+f2", 150, 55), ("en-gb-x-rp+m2", 160, 45), ("en-us+Storm", 145, 50))
 WORDS_FIELD = "text"
-TIMELINE_SECONDS = 240.0
-SAVE_EVERY = 50             # clips heard between saves of the hearing cache     # the recording the timeline check joins from EMOVO clips
+TIMELINE_SECONDS = 240.0     # the recording the timeline check joins from EMOVO clips
+SAVE_EVERY = 50              # clips heard between saves of the hearing cache
 
 
 @dataclass

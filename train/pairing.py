@@ -118,7 +118,8 @@ def pair_items(data: ProtocolData, cfg: PairingConfig = PairingConfig()) -> Prot
         emotional_voices = _sorted_by_id(np.flatnonzero(here & is_voice & (top != neutral)), ids)
         share = here.sum() / len(ids)     # each fold gets its share of the counts
         if "voice-plain" in cfg.rules and len(plain):
-            for v, w in zip(np.repeat(voices, cfg.plain_per_voice), _pick(rng, plain, len(voices) * cfg.plain_per_voice)):
+            partners = _pick(rng, plain, len(voices) * cfg.plain_per_voice)
+            for v, w in zip(np.repeat(voices, cfg.plain_per_voice), partners):
                 rows.append(("voice-plain", v, w, data.y[v], data.groups[v]))
         if "calm-voice-words" in cfg.rules and len(calm):
             words = _pick(rng, emotional_words, round(cfg.calm_voice_items * share))
