@@ -364,6 +364,31 @@ def test_train_final_returns_a_working_model(data):
     torch.testing.assert_close(model.audio_mean, torch.from_numpy(data.audio).mean(0), atol=0.2, rtol=0)
 
 
+def test_every_run_is_calibrated_on_its_validation_split_and_the_report_says_so(result, data, tmp_path):
+    """Each run's heads get a temperature; the calibrated predictions keep the top class, the report gives ECE
+    before and after, a saved fold keeps its temperatures, and the shipped model carries its own."""
+    from amber2.calibration import apply_temperature
+    from train.results import load_fold, pooled_predictions, save_fold
+
+    for fold in result.folds:
+        assert fold.temperatures.shape == (len(fold.runs), 3) and (fold.temperatures > 0).all()
+    calibrated = pooled_predictions(result.folds, len(data.y), SMALL["seeds"], calibrated=True)
+    for method, pred in result.predictions.items():
+        assert np.array_equal(calibrated[method].argmax(-1), pred.argmax(-1))
+    f = result.folds[0]
+    r = f.run_index(SMALL["seeds"][0], "amber2")
+    first = f.test_index
+    assert np.allclose(calibrated["amber2"][0][:, first], apply_temperature(f.test_pred[r], f.temperatures[r]))
+    summary = result.to_dict()["calibrated"]
+    assert set(summary) == {"ece", "temperature", "reliability"}
+    assert all(0 <= summary["ece"][m][h]["mean"] <= 1 for m in ("cbce", "amber2") for h in ("A", "T", "AT"))
+    save_fold(f, tmp_path, "x")
+    assert np.array_equal(load_fold(tmp_path, f.fold, "x").temperatures, f.temperatures)
+    model = train_final(data, ProtocolConfig(**{**SMALL, "max_epochs": 3}), 0.5, 4.0, seed=0)
+    assert set(model.config.temperatures) == {"A", "T", "AT"}
+    assert all(0.125 <= t <= 8 for t in model.config.temperatures.values())
+
+
 # ----------------------------------------------------------------------------------- splits and bad input
 
 
