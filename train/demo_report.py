@@ -37,6 +37,7 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
     from sklearn.metrics import recall_score
 
     from amber2.metrics import all_metrics
+    from train.fused_check import HeadReadings, invented
     from train.pairing import source_of
 
     source = np.array([source_of(i) for i in ids])
@@ -47,8 +48,7 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
         if metric == "uar":
             return float(recall_score(truth[m], p[m].argmax(1), labels=np.unique(truth[m]), average="macro"))
         if metric == "invented":
-            top = heads[:, m].argmax(-1)
-            return float(np.mean((top[2] != top[0]) & (top[2] != top[1])))
+            return float(invented(HeadReadings(*heads[:, m], truth=truth[m])).mean())
         return float(all_metrics(y[m], p[m])[metric])
 
     lines = ["| source | items | measure | AmbER² | CB-CE |", "|---|---|---|---|---|"]

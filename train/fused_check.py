@@ -21,7 +21,6 @@ encoders costs only the heads.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 
 from amber2.files import atomic_write
 from amber2.heads import FIELDS
+from train.features import sha1_file, sha1_text
 
 log = logging.getLogger("train")
 
@@ -91,10 +91,6 @@ def readings_of(analyses: Sequence, truth: Sequence[int]) -> HeadReadings:
 # What Whisper heard, cached per clip
 
 
-def _sha1(path: Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
 def heard(analyzer, paths: Sequence[Path], cache: Path, progress: bool = True) -> list:
     """`Analyzer.analyze` of each clip, through a cache of (transcript, voice vector, what Whisper heard) keyed
     by the file's sha1 and the audio encoder; the heads are re-run on the cached vectors with
@@ -104,13 +100,13 @@ def heard(analyzer, paths: Sequence[Path], cache: Path, progress: bool = True) -
     from amber2.pipeline import HEARING
 
     cache.mkdir(parents=True, exist_ok=True)
-    store = cache / (hashlib.sha1(analyzer.model.audio_encoder.encode()).hexdigest()[:12] + ".npz")
+    store = cache / (sha1_text(analyzer.model.audio_encoder)[:12] + ".npz")
     known: dict[str, dict] = {}
     if store.exists():
         with np.load(store, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             known = {k: {**m, "vector": z["vectors"][i]} for i, (k, m) in enumerate(meta.items())}
-    keys = [_sha1(p) for p in paths]
+    keys = [sha1_file(p) for p in paths]
     todo = [(k, p) for k, p in zip(keys, paths) if k not in known]
 
     def save() -> None:   # whole files only: an interrupted run keeps what it heard up to the last save
@@ -158,12 +154,23 @@ def first_per_class(items: Sequence, per_class: int) -> list:
     return chosen
 
 
-def check_set(analyzer, shared_data: Path, sentences_tsv: Path, cache: Path, progress: bool = True,
+def emovo_items(analyzer, shared_data: Path) -> list:
+    """EMOVO's clips in the model's label space, sorted by file (empty, with a note, when it is missing)."""
+    from train.evaluate import load_voices
+
+    root = Path(shared_data) / "emovo"
+    if not root.exists():
+        log.warning("fused check: EMOVO not found at %s; its sources are left out", root)
+        return []
+    return sorted(load_voices("emovo", root, analyzer.model.label_space).items, key=lambda it: str(it.audio))
+
+
+def check_set(analyzer, emovo: Sequence, sentences_tsv: Path, cache: Path, progress: bool = True,
               per_class: int | None = None) -> dict[str, HeadReadings]:
-    """source -> HeadReadings of `analyzer`'s model (see the module docstring); `per_class` caps EMOVO clips
-    per emotion (None: all)."""
+    """source -> HeadReadings of `analyzer`'s model (see the module docstring); `emovo`: EMOVO's items
+    (`emovo_items`), `per_class` caps them per emotion (None: all)."""
     from train.demo import synthesize
-    from train.evaluate import load_sentences, load_voices
+    from train.evaluate import load_sentences
 
     classes = list(analyzer.classes)
     sentences, sentence_class = load_sentences(sentences_tsv, classes)
@@ -172,12 +179,8 @@ def check_set(analyzer, shared_data: Path, sentences_tsv: Path, cache: Path, pro
     emotional = [(s, c) for s, c in zip(sentences, sentence_class) if c != neutral]
     out: dict[str, HeadReadings] = {}
 
-    emovo_root = Path(shared_data) / "emovo"
-    if emovo_root.exists():
-        corpus = load_voices("emovo", emovo_root, analyzer.model.label_space)
-        items = sorted(corpus.items, key=lambda it: str(it.audio))
-        if per_class is not None:
-            items = first_per_class(items, per_class)
+    if emovo:
+        items = first_per_class(emovo, per_class) if per_class is not None else list(emovo)
         truth = np.array([int(np.argmax(it.votes)) for it in items])
         clips = heard(analyzer, [it.audio for it in items], Path(cache), progress)
         out["emovo-whisper"] = readings_of(clips, truth)
@@ -188,8 +191,6 @@ def check_set(analyzer, shared_data: Path, sentences_tsv: Path, cache: Path, pro
             voices = [calm[i % len(calm)] for i in range(len(emotional))]
             out["emovo-neutral-voice-emotional-words"] = readings_of(
                 with_words(analyzer, voices, [s for s, _ in emotional]), [c for _, c in emotional])
-    else:
-        log.warning("fused check: EMOVO not found at %s; its sources are left out", emovo_root)
 
     speech = Path(cache) / "speech"
     flat, truth = [], []
@@ -245,18 +246,14 @@ def evaluate_fused(model_ref, shared_data: Path, sentences_tsv: Path, out: Path,
     from train.evaluate import load_checkpoint
 
     analyzer = Analyzer(load_checkpoint(model_ref))
-    readings = check_set(analyzer, shared_data, sentences_tsv, Path(cache_dir) / "fused-check", progress, per_class)
+    emovo = emovo_items(analyzer, shared_data)
+    readings = check_set(analyzer, emovo, sentences_tsv, Path(cache_dir) / "fused-check", progress, per_class)
     scores = {name: fused_scores(r, analyzer.classes) for name, r in readings.items()}
     result = {"model": str(model_ref), "dataset": "fused", "root": str(shared_data),
               "temperatures": analyzer.model.config.temperatures, "sources": scores}
-    emovo = Path(shared_data) / "emovo"
-    if emovo.exists():
-        from train.evaluate import load_voices
-
-        items = interleaved(sorted(load_voices("emovo", emovo, analyzer.model.label_space).items,
-                                   key=lambda it: str(it.audio)))
+    if emovo:
         log.info("fused check: a %.0f s recording of EMOVO clips through the timeline", TIMELINE_SECONDS)
-        result["timeline"] = timeline_check(analyzer, [it.audio for it in items])
+        result["timeline"] = timeline_check(analyzer, [it.audio for it in interleaved(emovo)])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "evaluation.json", json.dumps(result, indent=1))

@@ -71,6 +71,12 @@ def rule_of(item_id: str) -> str | None:
     return text[len(PAIR_PREFIX):].split("/", 1)[0] if text.startswith(PAIR_PREFIX) else None
 
 
+def members(item_id: str) -> list[str]:
+    """The ids of the items a row is made of: itself, or a paired row's voice item and words item."""
+    text = str(item_id)
+    return text.split("/", 1)[1].split("+") if text.startswith(PAIR_PREFIX) else [text]
+
+
 def source_of(item_id: str) -> str:
     """The source a row is reported under: its pairing rule's name, else its corpus ("ravdess/..." -> "ravdess")."""
     rule = rule_of(item_id)

@@ -24,14 +24,9 @@ def corpus_of(ids: np.ndarray) -> np.ndarray:
 
 def touches(ids: np.ndarray, corpus: str) -> np.ndarray:
     """Whether each row holds anything of `corpus`: an item of it, or a paired row with its voice or words."""
-    from train.pairing import PAIR_PREFIX
+    from train.pairing import members
 
-    def parts(i: str) -> list[str]:
-        if not i.startswith(PAIR_PREFIX):
-            return [i]
-        return i.split("/", 1)[1].split("+")
-
-    return np.array([any(part.split("/", 1)[0] == corpus for part in parts(str(i))) for i in ids])
+    return np.array([any(part.split("/", 1)[0] == corpus for part in members(i)) for i in ids])
 
 
 def subset(data: ProtocolData, mask: np.ndarray) -> ProtocolData:
