@@ -365,7 +365,11 @@ the more the expert closer to the raters' votes takes over.
 
 **Voice vs words (MAI):** when the voice and the words tell different emotions, the fused student learns from
 both expert heads at once, each weighted by how close it is to the raters, so it leans on the side that
-agrees with people."""
+agrees with people.
+
+**On the Analyze page** there are no raters, so the fused bars put the fused head in their place: they show
+the voice and words bars mixed by $u_m$ with $D_m = \mathrm{JS}(p_m \,\|\, p_{AT})$. The fused head decides
+whom to trust; the bars hardly ever name an emotion that neither the voice nor the words show."""
 
 
 def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | None,

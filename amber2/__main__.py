@@ -38,6 +38,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--csv", default=None, metavar="OUT", help="with --segments: also write the segments to a CSV table")
     p.add_argument("--max-seconds", type=float, default=None, metavar="S",
                    help="with --segments: the longest recording accepted (default 600 s)")
+    p.add_argument("--fused-reading", choices=("student", "arbitrated"), default=None,
+                   help="what the fused distribution is: the fusion head itself (student, the paper's) or the voice "
+                        "and words heads' mixture it chooses (arbitrated, amber2.arbitration); default: the "
+                        "checkpoint's own choice (config.json)")
     args = parser.parse_args(argv)
     if not args.segments and (args.csv or args.max_seconds is not None):
         parser.error("--csv and --max-seconds go with --segments")
@@ -105,6 +109,8 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
 
     try:
         analyzer = Analyzer(model=args.model)
+        if args.fused_reading:
+            analyzer.model.config.fused_reading = args.fused_reading
     except (ValueError, OSError, RuntimeError) as error:  # EncoderError, WhisperLoadError, bad checkpoints
         print(f"{PROG}: cannot load the model: {one_line(error)}", file=err)
         return 2

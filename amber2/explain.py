@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from amber2.heads import TABLE
+from amber2.metrics import js_distance
 
 if TYPE_CHECKING:  # type hints only: explain must not import the pipeline (Whisper, encoders)
     from amber2.pipeline import Analysis
@@ -138,13 +139,21 @@ def conflict_sentence(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> str:
             return f"Voice and words both lean {voice} (voice {pv}, words {pw}), though {unsure} not sure."
         return f"Voice and words both lean {voice} (voice {pv}, words {pw}), though neither is sure."
     if level == "disagree":
-        return f"The voice sounds {voice} ({pv}) while the words read {words} ({pw})."
+        return f"The voice sounds {voice} ({pv}) while the words read {words} ({pw}).{_sides(analysis)}"
     if level == "partly disagree":
         if sure_voice:
-            return f"The voice sounds {voice} ({pv}); the words lean {words} but are not sure ({pw})."
-        return f"The words read {words} ({pw}); the voice leans {voice} but is not sure ({pv})."
+            return (f"The voice sounds {voice} ({pv}); the words lean {words} but are not sure ({pw})."
+                    f"{_sides(analysis)}")
+        return f"The words read {words} ({pw}); the voice leans {voice} but is not sure ({pv}).{_sides(analysis)}"
     return (f"The voice leans {voice} ({pv}) and the words lean {words} ({pw}), but neither is sure, "
             "so they hardly disagree.")
+
+
+def _sides(analysis: Analysis) -> str:
+    """ " The fused reading sides with the voice: angry (62%)." (the expert whose bars are nearer the fused)."""
+    near_voice = js_distance(analysis.fused, analysis.audio)[0] <= js_distance(analysis.fused, analysis.text)[0]
+    return (f" The fused reading sides with the {'voice' if near_voice else 'words'}: "
+            f"{adjective(analysis.top('fused'))} ({_percent(analysis.fused)}).")
 
 
 def hearing_sentence(analysis: Analysis, cfg: ExplainConfig = DEFAULT) -> str:

@@ -19,7 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as load_safetensors
 from torch import Tensor, nn
 
-from amber2.losses import HEADS
+from amber2.arbitration import DEFAULT_KAPPA, READINGS, arbitrate
+from amber2.heads import HEADS
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -66,6 +67,11 @@ class AmbER2Config:
     provenance: dict = field(default_factory=dict)   # how the weights were made (method, lambda, kappa, ...)
     # head key -> temperature fitted on validation items (amber2.calibration); a head not listed reads at 1
     temperatures: dict = field(default_factory=dict)
+    # what the fused bar shows (amber2.arbitration): "student", the fusion head itself (the paper's), or
+    # "arbitrated", the experts' mixture the student chooses by Eq. 5 at reading_kappa, at its own temperature
+    fused_reading: str = "student"
+    reading_kappa: float = DEFAULT_KAPPA
+    reading_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         self.classes = list(self.classes)
@@ -75,6 +81,13 @@ class AmbER2Config:
             raise ValueError(f"temperatures name unknown heads {unknown}; the heads are {list(HEADS)}")
         if any(not (t > 0 and t < float("inf")) for t in self.temperatures.values()):
             raise ValueError(f"temperatures must be positive and finite, got {self.temperatures}")
+        if self.fused_reading not in READINGS:
+            raise ValueError(f"fused_reading must be one of {', '.join(READINGS)}, got {self.fused_reading!r}")
+        self.reading_kappa, self.reading_temperature = float(self.reading_kappa), float(self.reading_temperature)
+        if not (self.reading_kappa >= 0 and self.reading_temperature > 0
+                and max(self.reading_kappa, self.reading_temperature) < float("inf")):
+            raise ValueError(f"reading_kappa must be >= 0 and reading_temperature > 0, both finite; got "
+                             f"{self.reading_kappa} and {self.reading_temperature}")
         if min(self.audio_dim, self.text_dim, self.hidden_dim, self.fusion_dim) < 1:
             raise ValueError("audio_dim, text_dim, hidden_dim and fusion_dim must be positive")
         if self.head_layers < 1:
@@ -156,7 +169,8 @@ class AmbER2Model(
 
     @torch.inference_mode()
     def predict(self, audio: Tensor, text: Tensor) -> dict[str, Tensor]:
-        """Class probabilities of each head at its calibrated temperature (eval mode, no gradients)."""
+        """Class probabilities of each head at its calibrated temperature (eval mode, no gradients); "AT" is
+        the fused reading the config names (`fused_reading`: the student itself, or the arbitrated mixture)."""
         was_training = self.training
         self.eval()
         try:
@@ -174,6 +188,10 @@ class AmbER2Model(
                                  f"{audio.shape[-1]} and {text.shape[-1]}")
             temperatures = self.config.temperatures
             probs = {h: torch.softmax(z / temperatures.get(h, 1.0), dim=-1) for h, z in self(audio, text).items()}
+            if self.config.fused_reading == "arbitrated":
+                fused = arbitrate(*(probs[h].double().cpu().numpy() for h in HEADS), self.config.reading_kappa,
+                                  self.config.reading_temperature)
+                probs["AT"] = torch.from_numpy(fused).to(probs["AT"])
             return {h: p[0] for h, p in probs.items()} if squeeze else probs
         finally:
             self.train(was_training)

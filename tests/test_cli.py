@@ -94,3 +94,20 @@ def test_library_messages_are_folded_onto_one_line():
     error = ValueError("could not be fetched (ConnectError)\nAn error happened while trying to locate the files.\n")
     assert one_line(error) == "could not be fetched (ConnectError) An error happened while trying to locate the files."
     assert one_line(KeyError()) == "KeyError"
+
+
+@pytest.mark.slow
+def test_fused_reading_flag_shows_the_student_or_the_experts_mixture(model_dir, ravdess_clip, capsys):
+    import numpy as np
+
+    rows = {}
+    for reading in ("student", "arbitrated"):
+        assert main(["analyze", str(ravdess_clip), "--model", str(model_dir), "--transcript", "Leave me alone.",
+                     "--json", "--fused-reading", reading]) == 0
+        rows[reading] = json.loads(capsys.readouterr().out)
+    audio, text = np.array(rows["student"]["audio"]), np.array(rows["student"]["text"])
+    assert np.allclose(rows["arbitrated"]["audio"], audio) and np.allclose(rows["arbitrated"]["text"], text)
+    fused = np.array(rows["arbitrated"]["fused"])
+    u = np.dot(fused - text, audio - text) / np.dot(audio - text, audio - text)
+    assert 0 < u < 1 and np.allclose(fused, u * audio + (1 - u) * text, atol=1e-4)   # between the two experts
+    assert not np.allclose(fused, rows["student"]["fused"], atol=1e-3)

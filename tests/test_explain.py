@@ -58,7 +58,8 @@ def two_way(cls: str, mass: float, other: str) -> np.ndarray:
 def test_angry_voice_neutral_words_is_a_true_conflict():
     a = FakeAnalysis(audio=peaked("angry"), text=peaked("neutral"), fused=peaked("angry", 0.6))
     assert explain.agreement(a) == "disagree"
-    assert explain.conflict_sentence(a) == "The voice sounds angry (90%) while the words read neutral (90%)."
+    assert explain.conflict_sentence(a) == ("The voice sounds angry (90%) while the words read neutral (90%). "
+                                            "The fused reading sides with the voice: angry (60%).")
     md = explain.summary_markdown(explain.summary(a))
     assert f"**Voice vs words: disagree** (conflict {a.conflict:.2f} of 0.83)" in md
 
@@ -98,10 +99,12 @@ def test_one_sure_head_against_an_unsure_one_partly_disagrees():
     a = FakeAnalysis(audio=peaked("angry", 0.9), text=peaked("neutral", 0.35), fused=peaked("angry"))
     assert explain.agreement(a) == "partly disagree"
     assert explain.conflict_sentence(a) == ("The voice sounds angry (90%); the words lean neutral "
-                                            "but are not sure (35%).")
+                                            "but are not sure (35%). The fused reading sides with the voice: "
+                                            "angry (90%).")
     b = FakeAnalysis(audio=peaked("happy", 0.3), text=peaked("sad", 0.75), fused=peaked("sad"))
     assert explain.agreement(b) == "partly disagree"
-    assert explain.conflict_sentence(b) == "The words read sad (75%); the voice leans happy but is not sure (30%)."
+    assert explain.conflict_sentence(b) == ("The words read sad (75%); the voice leans happy but is not sure "
+                                            "(30%). The fused reading sides with the words: sad (90%).")
 
 
 def test_flat_distributions_with_different_tops_hardly_disagree():

@@ -152,3 +152,11 @@ def test_network_failure_during_push_is_a_clear_error(checkpoint):
 
     with pytest.raises(HubError, match="could not reach the Hugging Face Hub"):
         push_to_hub(checkpoint, "someone/amber2-demo", api=FakeApi(fail=OfflineModeIsEnabled("offline")))
+
+
+def test_card_says_what_the_fused_bar_shows(tmp_path):
+    model = _model()
+    assert "Fused reading" not in (save_checkpoint(model, tmp_path / "student", INFO) / "README.md").read_text()
+    model.config.fused_reading, model.config.reading_kappa, model.config.reading_temperature = "arbitrated", 8.0, 0.6
+    text = (save_checkpoint(model, tmp_path / "arbitrated", INFO) / "README.md").read_text()
+    assert "Fused reading: arbitrated" in text and "kappa 8.0" in text and "temperature 0.6" in text

@@ -380,13 +380,49 @@ def test_every_run_is_calibrated_on_its_validation_split_and_the_report_says_so(
     first = f.test_index
     assert np.allclose(calibrated["amber2"][0][:, first], apply_temperature(f.test_pred[r], f.temperatures[r]))
     summary = result.to_dict()["calibrated"]
-    assert set(summary) == {"ece", "temperature", "reliability"}
+    assert set(summary) == {"ece", "temperature", "reliability", "reading"}
     assert all(0 <= summary["ece"][m][h]["mean"] <= 1 for m in ("cbce", "amber2") for h in ("A", "T", "AT"))
     save_fold(f, tmp_path, "x")
     assert np.array_equal(load_fold(tmp_path, f.fold, "x").temperatures, f.temperatures)
     model = train_final(data, ProtocolConfig(**{**SMALL, "max_epochs": 3}), 0.5, 4.0, seed=0)
     assert set(model.config.temperatures) == {"A", "T", "AT"}
     assert all(0.125 <= t <= 8 for t in model.config.temperatures.values())
+
+
+def test_the_fused_bar_reads_the_experts_mixture_the_student_chooses(result, data, tmp_path):
+    """Every run fits a temperature for the arbitrated reading on its validation split; the report scores it
+    beside the student (it invents a top class no expert shows less often); the final model ships with it,
+    and --fused-reading student keeps the paper's fusion head on the page."""
+    from amber2.arbitration import arbitrate
+    from train.results import load_fold, save_fold
+
+    for fold in result.folds:
+        assert fold.reading_temperatures.shape == (len(fold.runs),) and (fold.reading_temperatures > 0).all()
+    f = result.folds[0]
+    save_fold(f, tmp_path, "x")
+    assert np.array_equal(load_fold(tmp_path, f.fold, "x").reading_temperatures, f.reading_temperatures)
+    reading = result.to_dict()["calibrated"]["reading"]
+    for method in ("cbce", "amber2"):
+        rows = reading[method]
+        assert set(rows) == {"student", "arbitrated", "temperature"}
+        assert rows["arbitrated"]["invented"]["mean"] <= rows["student"]["invented"]["mean"]
+        assert 0 <= rows["arbitrated"]["ece"]["mean"] <= 1
+    from train.report import write_report
+
+    write_report(result, tmp_path / "report", "toy")
+    assert "## The fused bar as the app shows it" in (tmp_path / "report" / "report.md").read_text()
+
+    cfg = ProtocolConfig(**{**SMALL, "max_epochs": 3})
+    model = train_final(data, cfg, 0.5, 8.0, seed=0)
+    assert model.config.fused_reading == "arbitrated" and model.config.reading_kappa == 8.0
+    a, t = torch.from_numpy(data.audio[:20]), torch.from_numpy(data.text[:20])
+    shown = model.predict(a, t)
+    model.config.fused_reading = "student"
+    heads = model.predict(a, t)
+    want = arbitrate(*(heads[h].double().numpy() for h in ("A", "T", "AT")), 8.0, model.config.reading_temperature)
+    np.testing.assert_allclose(shown["AT"].numpy(), want, atol=1e-5)
+    student = train_final(data, ProtocolConfig(**{**SMALL, "max_epochs": 3, "fused_reading": "student"}), 0.5, 8.0)
+    assert student.config.fused_reading == "student"
 
 
 # ----------------------------------------------------------------------------------- splits and bad input

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from amber2.arbitration import READINGS
 from amber2.losses import HEADS, LossConfig, Scalar
 
 # selection metric -> (amber2.metrics function group, higher is better)
@@ -74,6 +75,9 @@ class ProtocolConfig:
     eval_rows: int = 512                                 # rows per batched evaluation pass (memory cap)
     precision: str = "auto"                              # first-layer products: auto, fp32 or bf16 (train.protocol)
     ensemble: str = "auto"                               # auto, fast or generic: how the runs train (train.ensemble)
+    # what the final model's fused bar shows (amber2.arbitration): "arbitrated" or "student" (the paper's head);
+    # every run fits the arbitrated reading's temperature either way, and the report scores both
+    fused_reading: str = "arbitrated"
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -86,6 +90,8 @@ class ProtocolConfig:
             problems.append(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
         if not self.lambda_mai_grid or not self.kappa_grid:
             problems.append("lambda_mai_grid and kappa_grid must not be empty")
+        if self.fused_reading not in READINGS:
+            problems.append(f"fused_reading must be one of {', '.join(READINGS)}, got {self.fused_reading!r}")
         if self.student not in HEADS:
             problems.append(f"student must be one of {HEADS}, got {self.student!r}")
         if self.max_epochs < 1 or self.batch_size < 1 or self.runs_per_batch < 1 or self.eval_rows < 1:
@@ -156,7 +162,8 @@ class ProtocolConfig:
     def fingerprint_dict(self) -> dict:
         """The settings that change results (not where or how fast they are computed)."""
         d = self.to_dict()
-        for key in ("device", "runs_per_batch", "num_threads", "eval_rows", "n_bins", "bin_mode", "std_ddof"):
+        for key in ("device", "runs_per_batch", "num_threads", "eval_rows", "n_bins", "bin_mode", "std_ddof",
+                    "fused_reading"):
             d.pop(key)
         # fields added after results were first cached: left out at their defaults, so those folds stay valid
         for key, default in (("head_layers", 1), ("ensemble", "fast"), ("lambda_expert", 1.0),

@@ -118,7 +118,11 @@ def calibration_lines(report: dict) -> list[str]:
         lines += [f"| {label}: temperature (mean ± std over folds and seeds) | "
                   + " | ".join(_mean_std(calibrated["temperature"][m][h]) for h, _ in heads) + " |"
                   for m, label in methods]
-    return [*lines, "", "Reliability diagram: `reliability.png` (`reliability.html` interactive)."]
+    from train.report import reading_section
+
+    reading = reading_section(report)
+    return [*lines, "", "Reliability diagram: `reliability.png` (`reliability.html` interactive).",
+            *(["", "### " + reading[0].lstrip("# "), "", *reading[1:]] if reading else [])]
 
 
 def ablation_lines(report: dict, ablation: dict, paired: dict) -> list[str]:

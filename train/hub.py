@@ -157,6 +157,12 @@ def render_card(card: CardInfo, config: Mapping[str, Any]) -> str:
         out += ["", "Calibration: every reading divides each head's logits by its temperature, fitted on the final "
                 "model's validation split by the soft-label negative log-likelihood (`amber2.calibration`; the top "
                 "class never changes):", ""] + _bullets(config["temperatures"])
+    if config.get("fused_reading") == "arbitrated":
+        out += ["", f"Fused reading: arbitrated (`amber2.arbitration`). The fused distribution a reading shows is "
+                f"the voice and words heads' mixture, each weighted by Eq. 5 with the fusion head in the raters' "
+                f"place (kappa {config.get('reading_kappa')}), at temperature {config.get('reading_temperature')} "
+                f"fitted on the validation split; `python -m amber2 analyze --fused-reading student` shows the "
+                f"fusion head itself, whose metrics the paper's tables give."]
     if card.command:
         out += ["", "Trained with:", "", "```bash", card.command.strip(), "```"]
     out += ["", "## Results", ""]

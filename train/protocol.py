@@ -54,9 +54,10 @@ from train.config import (SELECTION, ProtocolConfig, ProtocolData, ProtocolError
                           validation_split)
 from train.ensemble import initial_model, make_ensemble
 from train.fit import train_ensemble
-from amber2.calibration import fit_temperature
+from amber2.arbitration import fit_reading_temperature
+from amber2.calibration import apply_temperature, fit_temperature
 from train.results import (FoldResult, ProtocolResult, calibration_summary, load_fold, paired_bootstrap,
-                           pooled_predictions, reliability_curves, save_fold, summarize)
+                           pooled_predictions, reliability_curves, run_kappa, save_fold, summarize)
 
 if TYPE_CHECKING:
     from train.distributed import Group
@@ -140,6 +141,7 @@ def run_fold(data: ProtocolData, cfg: ProtocolConfig, fold: int, tensors: dict[s
     runs = fold_runs(cfg)
     test_pred = np.zeros((len(runs), 3, len(test_idx), data.n_classes), dtype=np.float32)
     temperatures = np.ones((len(runs), 3))
+    reading_temperatures = np.ones(len(runs))
     val_t = torch.as_tensor(val_idx, device=cfg.device)
     curve = np.zeros((len(runs), cfg.max_epochs))
     best_epoch = np.zeros(len(runs), dtype=np.int64)
@@ -157,13 +159,16 @@ def run_fold(data: ProtocolData, cfg: ProtocolConfig, fold: int, tensors: dict[s
                                          cfg.eval_rows).cpu().numpy()
         val_pred = ens.predict(tensors["audio"][val_t], tensors["text"][val_t], cfg.eval_rows).cpu().numpy()
         temperatures[members] = fit_temperature(val_pred, data.y[val_idx])
+        reading_temperatures[members] = fit_reading_temperature(
+            apply_temperature(val_pred, temperatures[members]), [run_kappa(run) for run in chunk_runs],
+            data.y[val_idx])
         curve[members], best_epoch[members], best_val[members] = (trained.val_curve, trained.best_epoch,
                                                                   trained.best_val)
         if log:
             log(f"fold {fold}: trained {len(members)} runs ({time.perf_counter() - t0:.1f} s)")
     selection = select_grid_point(runs, best_val, cfg.selection_metric)
     return FoldResult(fold, runs, test_idx, val_idx, test_pred, curve, best_epoch, best_val, selection,
-                      time.perf_counter() - t0, temperatures)
+                      time.perf_counter() - t0, temperatures, reading_temperatures)
 
 
 def protocol_fingerprint(data: ProtocolData, cfg: ProtocolConfig) -> str:
@@ -293,6 +298,8 @@ def train_final(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kapp
     val_t = torch.as_tensor(val_idx, device=cfg.device)
     val_pred = ens.predict(tensors["audio"][val_t], tensors["text"][val_t], cfg.eval_rows)[0].cpu().numpy()
     temperatures = fit_temperature(val_pred, data.y[val_idx])
+    reading_temperature = fit_reading_temperature(apply_temperature(val_pred, temperatures), run_kappa(run),
+                                                  data.y[val_idx])
     provenance = {"method": method, "lambda_mai": run.lambda_mai, "kappa": run.kappa, "seed": seed,
                   "best_epoch": int(trained.best_epoch[0]), "max_epochs": cfg.max_epochs,
                   f"val_{cfg.selection_metric}": float(trained.best_val[0]), "n_fit": int(len(fit_idx)),
@@ -300,6 +307,9 @@ def train_final(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kapp
                                                              "validation split (amber2.calibration)"}
     model = initial_model(data, cfg, seed, provenance=provenance)
     model.config.temperatures = {h: round(float(t), 4) for h, t in zip(HEADS, temperatures)}
+    model.config.fused_reading = cfg.fused_reading
+    model.config.reading_kappa = run_kappa(run)
+    model.config.reading_temperature = round(float(reading_temperature), 4)
     ens.write_into(model, 0)
     if stats is not None:
         model.set_input_stats(**{k: v.cpu() for k, v in stats.items()})

@@ -170,6 +170,28 @@ def _js_ratios(metrics: dict, student: str) -> str:
     return "; ".join(out) or "not available"
 
 
+READING_MEASURES = (("js", "JS ↓"), ("bc", "BC ↑"), ("acc", "ACC ↑"), ("ece", "ECE ↓"),
+                    ("invented", "top class neither expert's ↓"))
+
+
+def reading_section(data: dict) -> list[str]:
+    """The fused bar as the shipped model shows it (`amber2.arbitration`): the student against the arbitrated
+    reading on the test folds, both calibrated on validation (absent in reports made before it)."""
+    reading = (data.get("calibrated") or {}).get("reading")
+    if not reading:
+        return []
+    rows = [[f"{METHOD_LABELS[m]}, {name}"] + [_cell(reading[m][name][k]) for k, _ in READING_MEASURES]
+            for m in ("cbce", "amber2") for name in ("student", "arbitrated")]
+    temps = "; ".join(f"{METHOD_LABELS[m]} {_cell(reading[m]['temperature'])}" for m in ("cbce", "amber2"))
+    return ["## The fused bar as the app shows it",
+            "The fusion head (the student, whose metrics the tables above give, as in the paper) against the "
+            "arbitrated reading a checkpoint with `fused_reading: arbitrated` shows: the voice and words heads' "
+            "mixture weighted by Eq. 5 with the student in the raters' place, at each run's kappa "
+            "(amber2.arbitration). Heads at their validation temperatures, the reading at its own (" + temps
+            + "); test folds, mean ± std over seeds.",
+            _table(["Fused reading"] + [label for _, label in READING_MEASURES], rows)]
+
+
 def _calibration_section(data: dict, png: str, html: str) -> list[str]:
     """ECE per head and method, and the reliability diagram (absent in reports made before them)."""
     metrics = data["metrics"]
@@ -253,6 +275,7 @@ def render_markdown(data: dict, dataset_name: str, paper_key_: str | None, figur
                 for h in HEAD_LABELS]),
         *_paired_section(data, student),
         *_calibration_section(data, reliability_png, reliability_html),
+        *reading_section(data),
         "## Selected hyper-parameters per fold",
         _selection_table(data),
         f"## Fig. 2. Performance at different ambiguity levels ({student} head)",

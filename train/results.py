@@ -34,6 +34,7 @@ class FoldResult:
     selection: dict              # method -> {"lambda_mai", "kappa", "score", "scores": {grid key: mean}}
     seconds: float = 0.0
     temperatures: np.ndarray | None = None   # (R, 3) each run's head temperatures, fitted on the validation split
+    reading_temperatures: np.ndarray | None = None   # (R,) each run's arbitrated fused reading's temperature
 
     def run_index(self, seed: int, method: str) -> int:
         """Index of the selected run of `method` for `seed`."""
@@ -55,7 +56,9 @@ def save_fold(res: FoldResult, out_dir: Path, fingerprint: str) -> None:
 
     def write_npz(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            extra = {} if res.temperatures is None else {"temperatures": res.temperatures}
+            extra = {name: value for name, value in (("temperatures", res.temperatures),
+                                                     ("reading_temperatures", res.reading_temperatures))
+                     if value is not None}
             np.savez(fh, test_index=res.test_index, val_index=res.val_index, test_pred=res.test_pred,
                      val_curve=res.val_curve, best_epoch=res.best_epoch, best_val=res.best_val, **extra)
 
@@ -79,7 +82,7 @@ def load_fold(out_dir: Path, fold: int, fingerprint: str) -> FoldResult | None:
     runs = [RunSpec(**r) for r in meta["runs"]]
     return FoldResult(fold, runs, arrays["test_index"], arrays["val_index"], arrays["test_pred"],
                       arrays["val_curve"], arrays["best_epoch"], arrays["best_val"], meta["selection"],
-                      meta["seconds"], arrays.get("temperatures"))
+                      meta["seconds"], arrays.get("temperatures"), arrays.get("reading_temperatures"))
 
 
 @dataclass
@@ -239,7 +242,64 @@ def calibration_summary(folds: Sequence[FoldResult], predictions: dict[str, np.n
                for h, head in enumerate(HEADS)} for m, pred in predictions.items()}
     temps = {m: {head: _mean_std([float(f.temperatures[f.run_index(s, m), h]) for f in folds for s in seeds], ddof)
                  for h, head in enumerate(HEADS)} for m in predictions}
-    return {"ece": ece, "temperature": temps, "reliability": reliability_curves(predictions, y)}
+    out = {"ece": ece, "temperature": temps, "reliability": reliability_curves(predictions, y)}
+    if all(f.reading_temperatures is not None for f in folds):
+        out["reading"] = reading_summary(folds, predictions, y, seeds, ddof)
+    return out
+
+
+def run_kappa(run: RunSpec) -> float:
+    """The kappa a run's arbitrated fused reading uses: its own Eq. 5 kappa (a CB-CE run has none)."""
+    from amber2.arbitration import DEFAULT_KAPPA
+
+    return float(run.kappa) if run.kappa is not None else DEFAULT_KAPPA
+
+
+def pooled_readings(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarray], seeds: Sequence[int]
+                    ) -> dict[str, np.ndarray]:
+    """method -> (n_seeds, N, C): the arbitrated fused reading (`amber2.arbitration`) of the selected runs'
+    calibrated test predictions (`pooled_predictions(..., calibrated=True)`), each run at its own kappa and
+    reading temperature."""
+    from amber2.arbitration import arbitrate
+
+    out = {}
+    for method, pred in calibrated.items():
+        reading = np.empty_like(pred[:, 0])
+        for f in folds:
+            for i, seed in enumerate(seeds):
+                r = f.run_index(seed, method)
+                heads = pred[i][:, f.test_index]
+                reading[i][f.test_index] = arbitrate(*heads, run_kappa(f.runs[r]), f.reading_temperatures[r])
+        out[method] = reading
+    return out
+
+
+def reading_summary(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarray], y: np.ndarray,
+                    seeds: Sequence[int], ddof: int = 1) -> dict:
+    """method -> measure -> mean/std over seeds, for the arbitrated fused reading beside the student it
+    replaces on the page: JS, BC, ACC, ECE, the share of items whose top class is neither expert's, and the
+    reading temperatures."""
+    from amber2.metrics import all_metrics, calibration_metrics
+
+    readings = pooled_readings(folds, calibrated, seeds)
+    out = {}
+    for method, pred in calibrated.items():
+        rows = {}
+        for name, fused in (("student", pred[:, 2]), ("arbitrated", readings[method])):
+            scores = [{**{k: all_metrics(y, p)[k] for k in ("js", "bc", "acc")},
+                       "ece": calibration_metrics(y, p)["ece"], "invented": _invented_share(pred[s], p)}
+                      for s, p in enumerate(fused)]
+            rows[name] = {k: _mean_std([sc[k] for sc in scores], ddof) for k in scores[0]}
+        rows["temperature"] = _mean_std([float(f.reading_temperatures[f.run_index(s, method)])
+                                         for f in folds for s in seeds], ddof)
+        out[method] = rows
+    return out
+
+
+def _invented_share(heads: np.ndarray, fused: np.ndarray) -> float:
+    """Share of items whose `fused` top class is neither the audio head's nor the text head's (heads: (3, N, C))."""
+    top = fused.argmax(-1)
+    return float(((top != heads[0].argmax(-1)) & (top != heads[1].argmax(-1))).mean())
 
 
 def reliability_curves(predictions: dict[str, np.ndarray], y: np.ndarray) -> dict:

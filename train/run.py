@@ -279,6 +279,8 @@ PROTOCOL_HELP = {
                  "or bf16",
     "ensemble": "how the runs train at once: auto (fast for the paper's heads, else generic), fast (written out "
                 "by hand, head_layers 1 only) or generic (the model's own forward, vmapped)",
+    "fused_reading": "what the final model's fused bar shows: arbitrated (the experts' mixture the fusion head "
+                     "chooses by Eq. 5, amber2.arbitration) or student (the fusion head itself, as in the paper)",
 }
 
 

@@ -1,0 +1,69 @@
+"""The fused reading the page shows: the two experts' bars, mixed as the fusion head (the student) decides.
+
+The paper trains the fusion head to match the raters and to learn from the experts each in proportion to how
+close it is to the raters (Eq. 5: u_m = softmax_m(-kappa JS(p_m || y))). At reading time there are no raters;
+the student is the model's best stand-in for them. So the arbitrated reading puts the student in the raters'
+place in Eq. 5 and shows the experts' mixture:
+
+    u_A = softmax(-kappa [JS(p_A || s), JS(p_T || s)])_A,    fused = u_A p_A + (1 - u_A) p_T
+
+then a temperature fitted on validation items (a mixture of two experts that disagree is flatter than either,
+so it reads shy without one; `amber2.calibration`). The student still decides everything a fused head should:
+it has learned that plain words carry no emotion (and so sides with the voice) and that a flat voice carries
+none (and so sides with the words); but the bar it shows lies between the two experts, so it no longer names
+an emotion neither the voice nor the words show, which the bare student did on one clip in five of real
+speech it never trained on (docs/demo-model.md has the numbers).
+
+Where the paper is silent this is our choice (`AmbER2Config.fused_reading`): "student" keeps the paper's
+fused head as it is, and every metric of the paper's tables is the student's either way.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from amber2.calibration import apply_temperature
+
+READINGS = ("student", "arbitrated")
+DEFAULT_KAPPA = 4.0      # the middle of the paper's kappa grid {2, 4, 8}, for a model trained without Eq. 5
+_EPS = 1e-12
+
+
+def _js(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (natural log) over the last axis."""
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a * (np.log(np.clip(a, _EPS, None)) - np.log(np.clip(b, _EPS, None)))).sum(-1)
+
+    return np.clip(0.5 * (kl(p, m) + kl(q, m)), 0.0, None)
+
+
+def voice_trust(audio: np.ndarray, text: np.ndarray, student: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
+    """u_A of Eq. 5 with the student in the raters' place: (..., C) x3 -> (...), in (0, 1).
+
+    `kappa` broadcasts against the leading axes (one per run: shape (R, 1) for (R, N, C) inputs)."""
+    gap = _js(text, student) - _js(audio, student)     # > 0: the voice is closer to the student
+    return 1.0 / (1.0 + np.exp(-np.asarray(kappa, dtype=np.float64) * gap))
+
+
+def arbitrate(audio: np.ndarray, text: np.ndarray, student: np.ndarray, kappa: float | np.ndarray,
+              temperature: float | np.ndarray = 1.0) -> np.ndarray:
+    """The arbitrated fused distribution (see the module docstring), at `temperature`; same shape as `audio`.
+
+    `temperature` broadcasts like `amber2.calibration.apply_temperature` (one per leading index but the last
+    two)."""
+    u = voice_trust(audio, text, student, kappa)[..., None]
+    mixed = (u * audio + (1.0 - u) * text).astype(np.asarray(audio).dtype)
+    return apply_temperature(mixed, temperature) if np.any(np.asarray(temperature) != 1.0) else mixed
+
+
+def fit_reading_temperature(calibrated: np.ndarray, kappa: float | np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The temperature of the arbitrated reading, fitted like a head's (`amber2.calibration.fit_temperature`):
+    (..., 3, N, C) calibrated probabilities of heads A, T, AT on validation items, one kappa per leading
+    index, (N, C) rater distributions -> (...)."""
+    from amber2.calibration import fit_temperature
+
+    calibrated = np.asarray(calibrated, dtype=np.float64)
+    kappa = np.asarray(kappa, dtype=np.float64)[..., None]     # one per run, broadcast over items
+    mixed = arbitrate(calibrated[..., 0, :, :], calibrated[..., 1, :, :], calibrated[..., 2, :, :], kappa)
+    return fit_temperature(mixed, y)
