@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system demo test bench clean-venv
+.PHONY: setup system demo test check lint bench clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop while writing code: lint, then every test not marked slow (no real Whisper or MiniLM
+# weights, no browser). `make test` stays the whole suite and what CI runs.
+check: lint
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check --select F,E501 --line-length 120 .
 
 bench: setup
 	$(BIN)/python benchmarks/latency.py

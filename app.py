@@ -19,21 +19,21 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from amber2 import charts, explain, model_panel, views
-from amber2 import examples as example_clips
-from amber2.audio import AudioError, AudioTooLong
+from amber2_app import charts, explain, model_panel, views
+from amber2_app import examples as example_clips
+from amber2.audio import AudioTooLong
+from amber2.errors import UserError, one_line
 from amber2.labels import vote_distribution
-from amber2.files import data_root
+from amber2.files import ASSETS, ROOT, data_root
 from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
-from amber2.rooms import RoomStore
+from amber2_app.rooms import RoomStore
 from amber2.timeline import Timeline, TimelineConfig, analyze_timeline, segment_rows, write_csv
-from amber2.weights import expert_weight_curve
-import vote_tab  # the Vote together tab (beside this file)
+from amber2_app.trust_curves import expert_weight_curve
+from amber2_app import vote_tab
 
-ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("amber2.app")
 
-# Clickable examples: (path, what it shows). Synthesised clips are committed (amber2.examples, ATTRIBUTION.md);
+# Clickable examples: (path, what it shows). Synthesised clips are committed (amber2_app.examples, ATTRIBUTION.md);
 # real voices from EMOVO are offered too where ../shared lies beside the checkout (read in place).
 EXAMPLE_CLIPS = ([(example_clips.EXAMPLES_DIR / e.file, e.label) for e in example_clips.EXAMPLES]
                  + example_clips.corpus_examples())
@@ -62,7 +62,7 @@ class AppConfig:
     data: Path = field(default_factory=data_root)  # Vote together's rooms and votes ($AMBER2_DATA)
 
 
-# ---- checkpoint card (I/O only; the wording is amber2.model_panel.describe) ----
+# ---- checkpoint card (I/O only; the wording is amber2_app.model_panel.describe) ----
 
 def read_checkpoint(ref: str) -> tuple[dict, str | None]:
     """config.json and README.md of a checkpoint folder or Hub repo (the card may be missing)."""
@@ -82,7 +82,7 @@ def read_checkpoint(ref: str) -> tuple[dict, str | None]:
 
 
 # The bundled checkpoint's trainer report (per-head metrics) lies in its own folder, not in the checkpoint.
-BUNDLED_REPORT = ROOT / "assets" / "demo-report" / "report.json"
+BUNDLED_REPORT = ASSETS / "demo-report" / "report.json"
 
 
 def read_report(ref: str) -> dict | None:
@@ -254,8 +254,8 @@ class Handlers:
         """(result, "") or (None, a sentence for the visitor)."""
         try:
             return run(), ""
-        except (AudioError, ValueError) as e:  # refusals whose message is written for a person
-            log.info("refused: %s", " ".join(str(e).split()))  # expected: one line, no traceback
+        except UserError as e:  # refusals whose message is written for a person (amber2.errors)
+            log.info("refused: %s", one_line(e))  # expected: one line, no traceback
             return None, str(e)
         except Exception as e:  # a visitor sees a sentence; the traceback goes to the log
             log.exception("analysis failed")

@@ -15,6 +15,7 @@ import sys
 import warnings
 from typing import Sequence, TextIO
 
+from amber2.errors import UserError, one_line
 from amber2.heads import TABLE
 
 PROG = "amber2"
@@ -84,11 +85,6 @@ def heard_lines(result: dict) -> list[str]:
     return lines
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message on one line (library messages, e.g. the Hub's, can span several)."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _quiet_libraries() -> None:
     """Keep stderr for our own messages: no download/loading progress bars or library warnings."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -104,14 +100,14 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
     current sys.stdout/sys.stderr, looked up at call time)."""
     out, err = out or sys.stdout, err or sys.stderr
     _quiet_libraries()
-    from amber2.audio import AudioError, AudioTooLong
+    from amber2.audio import AudioTooLong
     from amber2.pipeline import Analyzer
 
     try:
         analyzer = Analyzer(model=args.model)
         if args.fused_reading:
             analyzer.model.config.fused_reading = args.fused_reading
-    except (ValueError, OSError, RuntimeError) as error:  # EncoderError, WhisperLoadError, bad checkpoints
+    except (UserError, OSError) as error:  # a bad checkpoint, a missing Whisper or encoder
         print(f"{PROG}: cannot load the model: {one_line(error)}", file=err)
         return 2
     if args.segments:
@@ -122,7 +118,7 @@ def analyze_files(args: argparse.Namespace, out: TextIO | None = None, err: Text
         transcript = transcripts[i] if len(transcripts) > 1 else transcripts[0]
         try:
             result = analyzer.analyze(file, transcript=transcript).to_dict()
-        except (AudioError, ValueError, OSError) as error:
+        except (UserError, OSError) as error:
             hint = " Or follow it over time with --segments." if isinstance(error, AudioTooLong) else ""
             print(f"{PROG}: {file}: {one_line(error)}{hint}", file=err)
             failed += 1
@@ -159,7 +155,6 @@ def render_segments(file: str, rows: list[dict], summary: dict) -> str:
 
 def segment_files(analyzer, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`analyze --segments`: each file's timeline as JSON lines or a table, optionally a CSV of them all."""
-    from amber2.audio import AudioError
     from amber2.timeline import TimelineConfig, analyze_timeline, segment_rows, write_csv
 
     cfg = TimelineConfig() if args.max_seconds is None else TimelineConfig(max_seconds=args.max_seconds)
@@ -170,7 +165,7 @@ def segment_files(analyzer, args: argparse.Namespace, out: TextIO, err: TextIO) 
 
         try:
             timeline = analyze_timeline(analyzer, file, cfg, progress=progress)
-        except (AudioError, ValueError, OSError) as error:
+        except (UserError, OSError) as error:
             print(f"{PROG}: {file}: {one_line(error)}", file=err)
             failed += 1
             continue

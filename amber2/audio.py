@@ -26,12 +26,14 @@ import torchaudio.functional as AF
 # in samples and in mel frames), N_SAMPLES_PER_TOKEN (320 samples: one encoder frame, after its stride 2).
 from whisper.audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, N_SAMPLES_PER_TOKEN, SAMPLE_RATE  # noqa: F401
 
+from amber2.errors import UserError
+
 MAX_CHANNELS = 8     # a 2-D array with at most this many rows/columns on one axis is read as channels
 
 AudioSource = Union[str, Path, np.ndarray, tuple]
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """Audio that cannot be used; the message is shown to a person as is."""
 
 

@@ -43,13 +43,14 @@ import torch
 from torch import Tensor
 
 from amber2.asr import WINDOW, Heard, Pooling, WhisperBackbone, load_whisper  # loading the module loads no weights
+from amber2.errors import UserError
 
 # Fixed names and their vector sizes. Names ending in ":" are prefixes completed by a hub id or a folder.
 AUDIO_ENCODERS: dict[str, int | None] = {"whisper-base": 512, "whisper-tiny.en": 384, "wav2vec2:": None}
 TEXT_ENCODERS: dict[str, int | None] = {"minilm-l6": 384, "mpnet-base": 768, "bert:": None}
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError, ValueError):
     """An encoder name that is unknown or whose weights cannot be loaded; the message is for a person."""
 
 

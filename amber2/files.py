@@ -13,6 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+# The checkout: its bundled assets (demo model, examples, check sets) and, beside it, the shared corpora
+# (read-only, never copied into the project). Every module finds them here.
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+SHARED_ENV = "AMBER2_SHARED"
+SHARED = Path(os.environ.get(SHARED_ENV) or ROOT.parent / "shared")
 CACHE_ENV = "AMBER2_CACHE"
 DATA_ENV = "AMBER2_DATA"
 # Hugging Face Spaces mounts a Space's persistent storage (when enabled) here; the rest of a Space is wiped on restart.

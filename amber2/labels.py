@@ -13,8 +13,10 @@ from typing import Iterable, Literal, Mapping
 
 import numpy as np
 
+from amber2.errors import UserError
 
-class LabelError(ValueError):
+
+class LabelError(UserError, ValueError):
     """A label or vote vector that cannot be used; the message is meant for a person."""
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from amber2.errors import UserError
 from amber2.labels import entropy
 
 DISTRIBUTION_METRICS = ("js", "jsd_bits", "bc", "r2")
@@ -30,7 +31,7 @@ HIGHER_IS_BETTER = {"js": False, "jsd_bits": False, "bc": True, "r2": True, "acc
 ECE_BINS = 10
 
 
-class MetricsError(ValueError):
+class MetricsError(UserError, ValueError):
     """Inputs the metrics cannot score; the message is meant for a person."""
 
 

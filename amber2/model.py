@@ -20,11 +20,16 @@ from safetensors.torch import load_model as load_safetensors
 from torch import Tensor, nn
 
 from amber2.arbitration import DEFAULT_KAPPA, READINGS, arbitrate
+from amber2.errors import UserError
 from amber2.heads import HEADS
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelError(UserError, ValueError):
+    """A checkpoint or model config that cannot be used (missing, malformed, or for other features)."""
 
 
 class GatedFusion(nn.Module):
@@ -78,29 +83,29 @@ class AmbER2Config:
         self.provenance = dict(self.provenance or {})
         self.temperatures = {str(h): float(t) for h, t in (self.temperatures or {}).items()}
         if unknown := sorted(set(self.temperatures) - set(HEADS)):
-            raise ValueError(f"temperatures name unknown heads {unknown}; the heads are {list(HEADS)}")
+            raise ModelError(f"temperatures name unknown heads {unknown}; the heads are {list(HEADS)}")
         if any(not (t > 0 and t < float("inf")) for t in self.temperatures.values()):
-            raise ValueError(f"temperatures must be positive and finite, got {self.temperatures}")
+            raise ModelError(f"temperatures must be positive and finite, got {self.temperatures}")
         if self.fused_reading not in READINGS:
-            raise ValueError(f"fused_reading must be one of {', '.join(READINGS)}, got {self.fused_reading!r}")
+            raise ModelError(f"fused_reading must be one of {', '.join(READINGS)}, got {self.fused_reading!r}")
         self.reading_kappa, self.reading_temperature = float(self.reading_kappa), float(self.reading_temperature)
         if not (self.reading_kappa >= 0 and self.reading_temperature > 0
                 and max(self.reading_kappa, self.reading_temperature) < float("inf")):
-            raise ValueError(f"reading_kappa must be >= 0 and reading_temperature > 0, both finite; got "
+            raise ModelError(f"reading_kappa must be >= 0 and reading_temperature > 0, both finite; got "
                              f"{self.reading_kappa} and {self.reading_temperature}")
         if min(self.audio_dim, self.text_dim, self.hidden_dim, self.fusion_dim) < 1:
-            raise ValueError("audio_dim, text_dim, hidden_dim and fusion_dim must be positive")
+            raise ModelError("audio_dim, text_dim, hidden_dim and fusion_dim must be positive")
         if self.head_layers < 1:
-            raise ValueError(f"head_layers must be at least 1, got {self.head_layers}")
+            raise ModelError(f"head_layers must be at least 1, got {self.head_layers}")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be at least two distinct names, got {self.classes!r}")
+            raise ModelError(f"classes must be at least two distinct names, got {self.classes!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AmbER2Config":
         """The config of a config.json; names it does not know are refused (they would be silently lost)."""
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(values) - known):
-            raise ValueError(f"unknown config fields {unknown}")
+            raise ModelError(f"unknown config fields {unknown}")
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -156,7 +161,7 @@ class AmbER2Model(
             buf = getattr(self, name)
             value = torch.as_tensor(value, dtype=buf.dtype)
             if value.shape != buf.shape:
-                raise ValueError(f"{name} must have shape {tuple(buf.shape)}, got {tuple(value.shape)}")
+                raise ModelError(f"{name} must have shape {tuple(buf.shape)}, got {tuple(value.shape)}")
             if name.endswith("std"):
                 value = torch.where(value < 1e-6, torch.ones_like(value), value)
             buf.copy_(value)
@@ -180,10 +185,10 @@ class AmbER2Model(
             if squeeze:
                 audio, text = audio.unsqueeze(0), text.unsqueeze(0)
             if audio.ndim != 2 or audio.shape[:-1] != text.shape[:-1]:
-                raise ValueError(f"audio and text must be (B, D) batches of the same size, got shapes "
+                raise ModelError(f"audio and text must be (B, D) batches of the same size, got shapes "
                                  f"{tuple(audio.shape)} and {tuple(text.shape)}")
             if audio.shape[-1] != self.audio_dim or text.shape[-1] != self.text_dim:
-                raise ValueError(f"this model takes {self.audio_dim}-d audio ({self.audio_encoder}) and "
+                raise ModelError(f"this model takes {self.audio_dim}-d audio ({self.audio_encoder}) and "
                                  f"{self.text_dim}-d text ({self.text_encoder}) vectors, got "
                                  f"{audio.shape[-1]} and {text.shape[-1]}")
             temperatures = self.config.temperatures
@@ -204,15 +209,15 @@ def _resolve(path_or_repo: str | Path) -> Path:
         return path
     text = str(path_or_repo)
     if path.exists():
-        raise ValueError(f"{text} is a file; a checkpoint is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}")
+        raise ModelError(f"{text} is a file; a checkpoint is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}")
     if not _REPO_ID.match(text):
-        raise ValueError(f"no checkpoint folder at {text}")
+        raise ModelError(f"no checkpoint folder at {text}")
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(text, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, "README.md"]))
     except Exception as err:  # offline, unknown repo, no access: all mean the same to the caller
-        raise ValueError(f"no checkpoint folder at {text}, and it could not be fetched from the Hugging Face "
+        raise ModelError(f"no checkpoint folder at {text}, and it could not be fetched from the Hugging Face "
                          f"Hub as a repo id ({type(err).__name__}: {err})") from err
 
 
@@ -229,7 +234,7 @@ def _check_checkpoint(folder: Path, model: AmbER2Model) -> None:
     if wrong := sorted(k for k in set(expected) & set(found) if expected[k] != found[k]):
         problems.append("wrong shapes " + ", ".join(f"{k} {found[k]} (expected {expected[k]})" for k in wrong))
     if problems:
-        raise ValueError(f"checkpoint {folder} does not match its config.json: " + "; ".join(problems))
+        raise ModelError(f"checkpoint {folder} does not match its config.json: " + "; ".join(problems))
 
 
 def load_model(path_or_repo: str | Path, *, audio_encoder: str | None = None,
@@ -242,19 +247,19 @@ def load_model(path_or_repo: str | Path, *, audio_encoder: str | None = None,
     folder = _resolve(path_or_repo)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
-            raise ValueError(f"checkpoint folder {folder} has no {name}")
+            raise ModelError(f"checkpoint folder {folder} has no {name}")
     try:
         model = AmbER2Model(AmbER2Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())))
     except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{folder / CONFIG_FILE} is not an AmbER² model config: {err}") from err
+        raise ModelError(f"{folder / CONFIG_FILE} is not an AmbER² model config: {err}") from err
     for role, wanted in (("audio_encoder", audio_encoder), ("text_encoder", text_encoder)):
         have = getattr(model.config, role)
         if wanted is not None and have != wanted:
-            raise ValueError(f"checkpoint {folder} was trained on {role.replace('_', ' ')} {have!r}, "
+            raise ModelError(f"checkpoint {folder} was trained on {role.replace('_', ' ')} {have!r}, "
                              f"not {wanted!r}: its inputs would mean nothing to it")
     try:
         _check_checkpoint(folder, model)
         load_safetensors(model, str(folder / WEIGHTS_FILE), strict=True)
     except (OSError, SafetensorError) as err:
-        raise ValueError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file: {err}") from err
+        raise ModelError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file: {err}") from err
     return model.eval()

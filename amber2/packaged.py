@@ -21,9 +21,10 @@ import whisper
 from whisper.model import ModelDimensions
 
 from amber2.files import atomic_write, cache_root
+from amber2.errors import UserError
 
 
-class WhisperLoadError(RuntimeError):
+class WhisperLoadError(UserError, RuntimeError):
     """The requested Whisper weights could not be found or read; the message says what to do."""
 
 

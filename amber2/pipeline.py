@@ -35,17 +35,18 @@ import torch
 
 from amber2.asr import LANGUAGE_SURE
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
+from amber2.files import ASSETS
 from amber2.encoders import load_audio_encoder, load_text_encoder, transcribing
 from amber2.heads import FIELDS, TABLE, get_head
 from amber2.labels import entropy
 from amber2.metrics import js_distance
+from amber2.model import ModelError
 
 if TYPE_CHECKING:
     from amber2.asr import WhisperBackbone
     from amber2.model import AmbER2Model
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "assets" / "amber2-demo"
+DEFAULT_MODEL = ASSETS / "amber2-demo"
 MODEL_ENV = "AMBER2_MODEL"
 
 
@@ -167,7 +168,7 @@ class Analyzer:
         for role, encoder, dim in (("audio", self.audio_encoder, self.model.audio_dim),
                                    ("text", self.text_encoder, self.model.text_dim)):
             if encoder.dim != dim:
-                raise ValueError(f"the checkpoint takes {dim}-d {role} vectors but {encoder.name!r} makes "
+                raise ModelError(f"the checkpoint takes {dim}-d {role} vectors but {encoder.name!r} makes "
                                  f"{encoder.dim}-d ones: the checkpoint's config.json is inconsistent")
 
     @property
@@ -193,10 +194,10 @@ class Analyzer:
         if not isinstance(transcript, str):
             raise TypeError(f"transcript must be a str, got {type(transcript).__name__}")
         if previous.audio_embedding is None:
-            raise ValueError("This analysis carries no audio embedding (it did not come from "
+            raise ModelError("This analysis carries no audio embedding (it did not come from "
                              "Analyzer.analyze); analyze the audio again.")
         if previous.audio_encoder != self.model.audio_encoder:
-            raise ValueError(f"This analysis was made with audio encoder {previous.audio_encoder!r}, but this "
+            raise ModelError(f"This analysis was made with audio encoder {previous.audio_encoder!r}, but this "
                              f"model uses {self.model.audio_encoder!r}; analyze the audio again.")
         with self._lock:
             hearing = {key: getattr(previous, key) for key in HEARING}
@@ -247,7 +248,7 @@ def _optional_float(x: float | None) -> float | None:
 def _existing(ref: str | Path) -> str | Path:
     """`ref` unchanged, or a ValueError saying how to get a model when the bundled default is missing."""
     if Path(ref) == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
-        raise ValueError(f"No model checkpoint at {DEFAULT_MODEL}. Train the demo model with "
+        raise ModelError(f"No model checkpoint at {DEFAULT_MODEL}. Train the demo model with "
                          f"`python -m train demo`, or pass a checkpoint folder or Hub repo id "
                          f"(--model, or the {MODEL_ENV} environment variable).")
     return ref

@@ -31,7 +31,7 @@ def benchmark_clips(n: int) -> list:
     import tempfile
 
     from amber2.audio import load_audio
-    from amber2.examples import SHARED
+    from amber2.files import SHARED
 
     files = sorted((SHARED / "data" / "ravdess").glob("Actor_*/*.flac"))[::7] + sorted(
         (SHARED / "data" / "nemo" / "samples").glob("*.ogg"))[::23]

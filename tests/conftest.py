@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from amber2.examples import SHARED  # noqa: E402  (importable once ROOT is on the path)
+from amber2.files import SHARED
 
 RAVDESS = SHARED / "data" / "ravdess"
 EMOTIONLINES = SHARED / "data" / "emotionlines"

@@ -133,7 +133,7 @@ def test_ravdess_clip_is_transcribed_and_scored(app_url, model_dir, ravdess_clip
 def test_bundled_model_hears_an_angry_voice_it_never_trained_on(app_url, model_dir, shared_dir):
     """EMOVO (Italian, never in the demo corpus): the app's voice head hears the actor's anger, and the panel
     says so."""
-    from amber2.examples import corpus_examples
+    from amber2_app.examples import corpus_examples
 
     if model_dir != BUNDLED:
         pytest.skip("the random stand-in heads have no opinion on anger")
@@ -245,9 +245,8 @@ def test_learn_tab_computes_eq5_from_votes(app_url):
 
 
 def test_model_panel_reads_the_checkpoint(model_dir):
-    sys.path.insert(0, str(ROOT))
     import app
-    from amber2 import model_panel
+    from amber2_app import model_panel
 
     config, card = app.read_checkpoint(str(model_dir))
     report = app.read_report(str(model_dir))
@@ -261,7 +260,6 @@ def test_model_panel_reads_the_checkpoint(model_dir):
 
 
 def test_command_line_defaults_and_env(monkeypatch):
-    sys.path.insert(0, str(ROOT))
     import app
 
     for var in ("AMBER2_MODEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):

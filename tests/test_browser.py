@@ -119,7 +119,7 @@ def test_learn_tab_renders(browser, app_url, shot_dir):  # noqa: F811
 def test_example_then_edit_transcript_with_enter(browser, app_url, shot_dir):  # noqa: F811
     page = browser.new_page(viewport=VIEWPORTS["desktop"])
     _open(page, app_url)
-    from amber2.examples import EXAMPLES
+    from amber2_app.examples import EXAMPLES
 
     page.get_by_text(EXAMPLES[0].label, exact=True).click()  # one click: loads and analyses
     _wait_for_chart(page)
@@ -167,7 +167,7 @@ def test_blocked_microphone_says_to_upload_instead(browser, app_url, shot_dir): 
 
 def test_real_voice_example_shows_the_voice_words_conflict(browser, app_url, shot_dir, shared_dir):  # noqa: F811
     """Where ../shared is present, EMOVO's angry actor (never trained on) is offered and its anger is heard."""
-    from amber2.examples import corpus_examples
+    from amber2_app.examples import corpus_examples
 
     label = next(label for _, label in corpus_examples(shared_dir) if "angry" in label)
     page = browser.new_page(viewport=VIEWPORTS["desktop"])

@@ -1,4 +1,4 @@
-"""amber2.charts: the figures carry the numbers they claim to show, in fixed colours, at an explicit height."""
+"""amber2_app.charts: the figures carry the numbers they claim to show, in fixed colours, at an explicit height."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import plotly.io as pio
 
-from amber2 import charts
+from amber2_app import charts
 from amber2.labels import vote_distribution
-from amber2.weights import expert_weight_curve
+from amber2_app.trust_curves import expert_weight_curve
 from test_explain import DEMO7, FakeAnalysis, peaked
 
 

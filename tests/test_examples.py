@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from amber2.examples import EXAMPLES, EXAMPLES_DIR, corpus_examples
+from amber2_app.examples import EXAMPLES, EXAMPLES_DIR, corpus_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".webm")

@@ -1,5 +1,5 @@
-"""amber2.explain: the wording a visitor reads; amber2.labels / amber2.weights: the Learn tab's numbers against
-independent references."""
+"""amber2_app.explain: the wording a visitor reads; amber2.labels / amber2_app.trust_curves: the Learn tab's
+numbers against independent references."""
 from __future__ import annotations
 
 import math
@@ -9,11 +9,11 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy as scipy_entropy
 
-from amber2 import explain
-from amber2.explain import ExplainConfig
+from amber2_app import explain
+from amber2_app.explain import ExplainConfig
 from amber2.labels import vote_distribution
 from amber2.pipeline import Analysis
-from amber2.weights import expert_weight_curve
+from amber2_app.trust_curves import expert_weight_curve
 
 DEMO7 = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 

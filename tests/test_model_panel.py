@@ -1,10 +1,10 @@
-"""amber2.model_panel: the Model tab in plain words, with the measured results and the weak head."""
+"""amber2_app.model_panel: the Model tab in plain words, with the measured results and the weak head."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from amber2 import model_panel
+from amber2_app import model_panel
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = """---\nlicense: cc-by-nc-sa-4.0\n---\n# AmbER² demo\n\nTrained on the demo corpus.\n\n## Results\n

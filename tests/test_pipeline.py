@@ -295,7 +295,7 @@ def test_english_speech_is_heard_in_english(ravdess_analysis):
 
 
 def test_white_noise_is_no_speech_no_words_and_a_voice_only_reading(analyzer):
-    from amber2 import explain
+    from amber2_app import explain
 
     noise = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.1).astype(np.float32)
     a = analyzer.analyze(noise)
@@ -309,7 +309,7 @@ def test_white_noise_is_no_speech_no_words_and_a_voice_only_reading(analyzer):
 
 
 def test_french_speech_reports_its_language(analyzer, speak):
-    from amber2 import explain
+    from amber2_app import explain
 
     a = analyzer.analyze(speak("Bonjour, je suis très content de vous voir aujourd'hui.", voice="fr"))
     assert a.speech_heard and a.language_heard == "fr" and a.language_name == "French"

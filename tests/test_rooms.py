@@ -1,4 +1,4 @@
-"""Vote together's storage and rules (amber2.rooms) and a round's numbers (amber2.classroom), without a browser
+"""Vote together's storage and rules (amber2_app.rooms) and a round's numbers (amber2_app.classroom), without a browser
 or a model: the model's readings are given as numbers."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from amber2.classroom import round_summary
+from amber2_app.classroom import round_summary
 from amber2.labels import get_space
-from amber2.rooms import CODE_ALPHABET, NewRound, RoomError, RoomLimits, RoomStore, format_code, normalize_code
+from amber2_app.rooms import CODE_ALPHABET, NewRound, RoomError, RoomLimits, RoomStore, format_code, normalize_code
 
 CLASSES = list(get_space("demo7").classes)  # neutral, happy, sad, angry, fear, disgust, surprise
 MODEL = {"audio": [0.1, 0.05, 0.05, 0.6, 0.1, 0.05, 0.05],   # the voice hears anger

@@ -351,7 +351,7 @@ def _made_up_timeline():
 
 
 def test_timeline_figure_has_a_lane_per_head_and_marks_the_disagreement():
-    from amber2 import charts, explain
+    from amber2_app import charts, explain
 
     t = _made_up_timeline()
     disagree = [explain.disagrees(s.analysis) for s in t.segments]
@@ -371,7 +371,7 @@ def test_timeline_figure_has_a_lane_per_head_and_marks_the_disagreement():
 def test_segment_table_and_csv_rows(tmp_path):
     import csv
 
-    from amber2 import explain, views
+    from amber2_app import explain, views
     from amber2.timeline import segment_rows, write_csv
 
     t = _made_up_timeline()

@@ -1,10 +1,10 @@
-"""amber2.views: the Learn tab's limits, the waiting message, the Learn wording (no browser)."""
+"""amber2_app.views: the Learn tab's limits, the waiting message, the Learn wording (no browser)."""
 from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
 
-from amber2 import views
+from amber2_app import views
 
 
 def test_typed_values_are_brought_inside_the_slider_range():

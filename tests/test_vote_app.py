@@ -134,8 +134,8 @@ def test_an_exported_room_trains_with_the_csv_dataset(app, ravdess_clip, tmp_pat
     """A small class session (six clips, a few votes each) -> export -> `python -m train --dataset csv`."""
     from gradio_client import handle_file
 
-    from amber2.examples import EXAMPLES, EXAMPLES_DIR
-    from amber2.rooms import RoomStore
+    from amber2_app.examples import EXAMPLES, EXAMPLES_DIR
+    from amber2_app.rooms import RoomStore
 
     c = app.client()
     clips = [ravdess_clip] + [EXAMPLES_DIR / e.file for e in EXAMPLES]

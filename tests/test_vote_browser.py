@@ -30,7 +30,7 @@ def _vote(page, emotion: str) -> None:
 
 
 def test_teacher_and_two_phones_run_a_round(browser, app, shot_dir):  # noqa: F811
-    from amber2.examples import EXAMPLES
+    from amber2_app.examples import EXAMPLES
 
     teacher = browser.new_page(viewport=VIEWPORTS["desktop"])
     errors: list[str] = []

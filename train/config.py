@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from amber2.arbitration import READINGS
+from amber2.errors import UserError
 from amber2.losses import HEADS, LossConfig, Scalar
 
 # selection metric -> (amber2.metrics function group, higher is better)
@@ -22,7 +23,7 @@ SELECTION = {"js": ("distribution", False), "bc": ("distribution", True), "r2": 
              "acc": ("classification", True), "f1": ("classification", True), "wf1": ("classification", True)}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(UserError, ValueError):
     """Input or configuration the protocol cannot run on; the message is meant for a person."""
 
 

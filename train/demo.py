@@ -38,11 +38,11 @@ from typing import Sequence
 
 import numpy as np
 
-from amber2.examples import SHARED
+from amber2.errors import UserError
+from amber2.files import ASSETS, SHARED
 from amber2.files import atomic_write, cache_root
 from train.pairing import RULES, PairingConfig, pair_items
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_SPACE = "demo7"
 NEUTRAL = 0   # index of "neutral" in demo7 (DESIGN.md class order)
 ESPEAK_TIMEOUT_S = 30.0
@@ -53,7 +53,7 @@ _SPEAKABLE = str.maketrans({"\u0091": "'", "\u0092": "'", "\u0093": '"', "\u0094
                             "\u0096": "-", "\u0097": "-"})
 
 
-class DemoError(RuntimeError):
+class DemoError(UserError, RuntimeError):
     """The demo corpus cannot be built (missing data, espeak-ng absent or failing); message for a person."""
 
 
@@ -251,8 +251,8 @@ def build_demo_corpus(cfg: DemoConfig = DemoConfig(), progress: bool = True):
 # ----------------------------------------------------------------------------------------------------------
 # `python -m train demo`
 
-DEMO_OUT = ROOT / "assets" / "amber2-demo"
-DEMO_REPORT = ROOT / "assets" / "demo-report"
+DEMO_OUT = ASSETS / "amber2-demo"
+DEMO_REPORT = ASSETS / "demo-report"
 # The paper's protocol (5 folds x 5 seeds x 30 epochs, full grid): cheap once features are cached.
 DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2), "max_epochs": 30}
 # Chosen by leave-one-corpus-out on the voice corpora and on EmotionLines/GoEmotions validation data

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from train.demo import ROOT
+from amber2.files import ROOT
 
 
 # Held-out metrics per source: (label, head index in the predictions A=0 T=1 AT=2, metric); "invented" is the

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from amber2.errors import UserError
 from amber2.files import atomic_write_text
 
 # Rank, world size and local rank, as the launchers spell them (torchrun first; then Open MPI, MPICH/Intel MPI,
@@ -46,7 +47,7 @@ HEARTBEAT_SECONDS = 2.0
 SYNC_FOLDER = ".distributed"
 
 
-class PeerFailure(RuntimeError):
+class PeerFailure(UserError, RuntimeError):
     """Another process of the launch failed or stopped answering; this one stops too. The message is for a person."""
 
 

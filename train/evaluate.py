@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from amber2.examples import SHARED
+from amber2.files import ASSETS, ROOT, SHARED
 from train.anchors import egemaps_anchor, egemaps_features, spectral_tilt, tfidf_anchor
 from train.evaluation_report import text_report, write_outputs
 from train.run import RunError, configure_logging, default_feature_cache, guarded, load_encoders
@@ -47,12 +47,11 @@ from train.scoring import angry_neutral_auc, class_summary, classifier_scores, h
 
 log = logging.getLogger("train")
 
-ROOT = Path(__file__).resolve().parents[1]
 VOICE_DATASETS = ("emovo", "ravdess", "nemo", "csv")
 DEFAULT_ANCHORS = {"ravdess": SHARED / "data" / "ravdess", "nemo": SHARED / "data" / "nemo"}
 SENTENCES = "sentences"
 FUSED = "fused"          # the fused-head check set (train.fused_check)
-SENTENCES_TSV = ROOT / "assets" / "eval" / "plain-sentences.tsv"
+SENTENCES_TSV = ASSETS / "eval" / "plain-sentences.tsv"
 TEXT_ANCHOR_CORPORA = ("emotionlines", "goemotions")
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from amber2.errors import UserError
 from amber2.files import atomic_write
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class LazyEncoder:
         return self.encoder().embed(inputs)
 
 
-class FeatureError(RuntimeError):
+class FeatureError(UserError, RuntimeError):
     """Feature extraction cannot go on (e.g. every item was skipped); the message is for a person."""
 
 

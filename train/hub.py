@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
+from amber2.errors import UserError
 from amber2.metrics import ALL_METRICS, METRIC_LABELS
 from amber2.model import CONFIG_FILE, WEIGHTS_FILE, AmbER2Model, load_model
 
@@ -25,7 +26,7 @@ TAGS = ["emotion-recognition", "speech-emotion-recognition", "multimodal", "soft
 SHARE_ALIKE = {"ravdess": "cc-by-nc-sa-4.0", "nemo": "cc-by-nc-sa-4.0"}
 
 
-class HubError(RuntimeError):
+class HubError(UserError, RuntimeError):
     """A checkpoint that cannot be written or published; the message is meant for a person."""
 
 

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from amber2.errors import UserError
 from amber2.files import atomic_write_text
 from amber2.metrics import DISTRIBUTION_METRICS, METRIC_LABELS
 
@@ -58,7 +59,7 @@ JS_NOTE = ("Two JS figures: *JS dist. (nat)* is the Jensen-Shannon distance with
            "base-2 divergence reaches and the natural-log distance does not (ours: {ours}).")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A result the report cannot be written from; the message is meant for a person."""
 
 

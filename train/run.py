@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from amber2.errors import UserError, one_line
 from amber2.files import cache_root
 
 log = logging.getLogger("train")
@@ -53,7 +54,7 @@ CORPUS_LICENCES = {
 }
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A user mistake or an environment problem; printed as one line, no traceback."""
 
 
@@ -106,21 +107,6 @@ class RunOutcome:
 
 # ----------------------------------------------------------------------------------------------------------
 # The pipeline
-
-
-# Exceptions that mean a user mistake or a missing resource, not a bug: printed as one line, no traceback.
-# Named, not imported, so an error path never pays for importing torch or transformers.
-USER_ERRORS = {
-    ("train.run", "RunError"), ("train.datasets.corpus", "DatasetError"), ("train.features", "FeatureError"),
-    ("train.config", "ProtocolError"), ("train.hub", "HubError"), ("train.demo", "DemoError"),
-    ("amber2.audio", "AudioError"), ("amber2.encoders", "EncoderError"), ("amber2.asr", "WhisperLoadError"),
-    ("train.distributed", "PeerFailure"),
-}
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """True when `exc` is (a subclass of) one of USER_ERRORS."""
-    return any((cls.__module__, cls.__qualname__) in USER_ERRORS for cls in type(exc).__mro__)
 
 
 def merge_folds(folds: Sequence[int | None], n_folds: int) -> np.ndarray:
@@ -424,10 +410,8 @@ def guarded(body: Callable[[], int], prefix: str = "") -> int:
     `prefix` starts every line (under a launcher it names the process: "[rank 1 of 2] ")."""
     try:
         return body()
-    except Exception as exc:
-        if not is_user_error(exc):
-            raise
-        print(f"{prefix}error: {exc}", file=sys.stderr)
+    except UserError as exc:     # amber2.errors: a refusal a person can act on; anything else is a bug
+        print(f"{prefix}error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prefix}interrupted: finished folds and cached features are kept; run the same command to resume",

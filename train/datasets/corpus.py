@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from amber2.errors import UserError
 from amber2.labels import LabelSpace, entropy, get_space
 
 DEFAULT_FOLDS = 5
@@ -34,7 +35,7 @@ SKIP_NO_AUDIO = "missing_audio"
 SKIP_NOT_SPEECH = "not_speech"           # RAVDESS song clips (vocal channel 02)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A corpus folder or file that cannot be read as expected; the message is meant for a person."""
 
 

@@ -1,6 +1,6 @@
 """Plain-language wording: an `Analysis`, the Learn tab's expert weights, a checkpoint's card, in words.
 
-Words only: the numbers come from `amber2.pipeline` and `amber2.weights`, the figures from `amber2.charts`.
+Words only: the numbers come from `amber2.pipeline` and `amber2_app.trust_curves`, the figures from `amber2_app.charts`.
 
 Where the paper is silent (it defines no wording), the choices are:
 - a head's ambiguity is its entropy normalised by ln C (0 = one class, 1 = uniform), cut into
@@ -29,7 +29,7 @@ from amber2.metrics import js_distance
 
 if TYPE_CHECKING:  # type hints only: explain must not import the pipeline (Whisper, encoders)
     from amber2.pipeline import Analysis
-    from amber2.weights import WeightCurve
+    from amber2_app.trust_curves import WeightCurve
 
 JS_DISTANCE_MAX = math.sqrt(math.log(2.0))  # JS distance, natural log, between two disjoint distributions
 
@@ -258,7 +258,7 @@ def summary_markdown(info: dict) -> str:
     return "\n".join(lines)
 
 
-# ---- Learn tab: what Eq. 5's weights (amber2.weights) mean ----
+# ---- Learn tab: what Eq. 5's weights (amber2_app.trust_curves) mean ----
 
 def weights_sentence(curve: WeightCurve, kappa: float, source: str, dominant_from: float = 0.6) -> str:
     """What Eq. 5 gives at `kappa`: the distances D_m, the weights u_m, and whom the student follows."""

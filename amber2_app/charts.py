@@ -1,4 +1,4 @@
-"""Plotly figures for the app: rendering only (the numbers come from `amber2.pipeline` and `amber2.weights`,
+"""Plotly figures for the app: rendering only (the numbers come from `amber2.pipeline` and `amber2_app.trust_curves`,
 the names and colours of the heads from `amber2.heads`)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from amber2.heads import TABLE, get_head
 if TYPE_CHECKING:  # type hints only: charts render, they never run the pipeline
     from amber2.pipeline import Analysis
     from amber2.timeline import Timeline
-    from amber2.weights import WeightCurve
+    from amber2_app.trust_curves import WeightCurve
 
 
 def _head_colors() -> dict[str, str]:

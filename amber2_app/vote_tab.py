@@ -1,7 +1,7 @@
 """The app's Vote tab (vote together): a teacher plays a clip, the class votes on phones, the model is revealed.
 
-Gradio wiring only: storage and rules are `amber2.rooms`, a round's numbers and sentences `amber2.classroom`,
-figures `amber2.charts`. The teacher's room and key live in the teacher's browser (`gr.BrowserState`, so a
+Gradio wiring only: storage and rules are `amber2_app.rooms`, a round's numbers and sentences `amber2_app.classroom`,
+figures `amber2_app.charts`. The teacher's room and key live in the teacher's browser (`gr.BrowserState`, so a
 reload or an app restart keeps them); a student's browser keeps a random voter token the same way (one vote
 per browser per round, whatever the reloads). The API endpoints (`/room_create`, `/room_next`, `/room_vote`,
 `/room_state`, `/room_reveal`, `/room_close`, `/room_export`) answer scripts; a refusal raises `gr.Error`,
@@ -21,12 +21,12 @@ from typing import Sequence
 import gradio as gr
 import numpy as np
 
-from amber2 import charts
-from amber2.audio import AudioError
-from amber2.classroom import KAPPA_DEFAULT, round_summary, start_round
+from amber2_app import charts
+from amber2.errors import UserError
+from amber2_app.classroom import KAPPA_DEFAULT, round_summary, start_round
 from amber2.metrics import METRIC_LABELS
-from amber2.rooms import RoomError, RoomStore, Teacher, format_code, normalize_code
-from amber2.weights import expert_weight_curve
+from amber2_app.rooms import RoomError, RoomStore, Teacher, format_code, normalize_code
+from amber2_app.trust_curves import expert_weight_curve
 
 log = logging.getLogger("amber2.app")
 
@@ -48,7 +48,7 @@ STUDENT_HELP = ("Listen to the clip, then choose the emotion you hear. You can c
 
 
 def _message(e: Exception) -> str:
-    return str(e) if isinstance(e, (RoomError, AudioError, ValueError)) else \
+    return str(e) if isinstance(e, UserError) else \
         f"Something went wrong ({type(e).__name__}); try again."
 
 
@@ -100,7 +100,7 @@ class VoteHandlers:
     def _api(self, run):
         try:
             return run()
-        except (RoomError, AudioError, ValueError) as e:
+        except UserError as e:
             raise gr.Error(str(e), print_exception=False) from None
 
     def room_create(self, audio: str | None, transcript: str | None) -> dict:
@@ -186,7 +186,7 @@ class VoteHandlers:
         try:
             teacher, number = start_round(self.store, self.analyzer, audio, transcript, teacher)
         except Exception as e:  # a refusal, bad audio or a failure: a sentence in the panel
-            if not isinstance(e, (RoomError, AudioError, ValueError)):
+            if not isinstance(e, UserError):
                 log.exception("starting a round failed")  # a bug: the maintainer gets the traceback
             else:
                 log.info("refused: %s", " ".join(str(e).split()))

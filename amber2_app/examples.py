@@ -1,6 +1,6 @@
 """The app's example clips: what each shows, how the project synthesised it, what the demo model reads.
 
-    python -m amber2.examples [--out assets/examples]     # re-make the committed clips
+    python -m amber2_app.examples [--out assets/examples]     # re-make the committed clips
 
 Every committed example is made by the project itself (espeak-ng, a flat synthetic voice that carries no
 emotion; sox for the format): no corpus audio is committed. `EXAMPLES` lists, for every file, its words and
@@ -11,7 +11,6 @@ from EMOVO, a corpus the demo model never trained on; they are read at run time 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -19,10 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES_DIR = ROOT / "assets" / "examples"
-# The shared corpora beside the checkout (read-only; never copied into the project).
-SHARED = Path(os.environ.get("AMBER2_SHARED", ROOT.parent / "shared"))
+from amber2.files import ASSETS, SHARED
+
+EXAMPLES_DIR = ASSETS / "examples"
 
 
 @dataclass(frozen=True)

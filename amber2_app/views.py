@@ -122,7 +122,7 @@ def _clock(seconds: float) -> str:
 
 def segment_table(segments, agreement: Sequence[str]) -> list[list]:
     """One row per timeline segment (`amber2.timeline.Segment`): index, time, each head's top emotion,
-    `agreement` (`amber2.explain.agreement` of each), the words."""
+    `agreement` (`amber2_app.explain.agreement` of each), the words."""
     rows = []
     for i, (s, level) in enumerate(zip(segments, agreement)):
         a = s.analysis

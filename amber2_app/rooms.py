@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
+from amber2.errors import UserError
 from amber2.audio import SAMPLE_RATE
 from amber2.labels import LabelError, get_space
 
@@ -74,7 +75,7 @@ CREATE INDEX IF NOT EXISTS rounds_time ON rounds (created_at);
 """
 
 
-class RoomError(ValueError):
+class RoomError(UserError, ValueError):
     """A refused request (unknown room, wrong key, closed round, a cap reached); the message is for a person."""
 
 

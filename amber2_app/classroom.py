@@ -1,8 +1,8 @@
 """Vote together, the numbers and words of a round: the class's votes as a distribution (Eq. 1), its ambiguity,
 and after the reveal each head against the class (JS / BC / R², `amber2.metrics`) and the Eq. 5 expert weights
-(`amber2.weights`), with a sentence on whom AmbER² would trust. Also `start_round`: a clip -> a stored round.
+(`amber2_app.trust_curves`), with a sentence on whom AmbER² would trust. Also `start_round`: a clip -> a stored round.
 
-No Gradio here: `vote_tab.py` wires these to components and `room_state` is also the API's answer.
+No Gradio here: `amber2_app/vote_tab.py` wires these to components and `room_state` is also the API's answer.
 """
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 
-from amber2 import explain
+from amber2_app import explain
 from amber2.audio import load_audio
 from amber2.labels import entropy, votes_to_distribution
 from amber2.metrics import distribution_metrics
-from amber2.rooms import HEADS, NewRound, RoomError, RoomStore, RoundState, Teacher
-from amber2.weights import expert_weight_curve
+from amber2_app.rooms import HEADS, NewRound, RoomError, RoomStore, RoundState, Teacher
+from amber2_app.trust_curves import expert_weight_curve
 
 if TYPE_CHECKING:  # the pipeline loads torch and Whisper; only start_round needs an Analyzer
     from amber2.pipeline import Analyzer
