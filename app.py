@@ -23,6 +23,7 @@ from amber2_app import charts, explain, model_panel, views
 from amber2_app import examples as example_clips
 from amber2.audio import AudioTooLong
 from amber2.errors import UserError, one_line
+from amber2.paper import KAPPA_DEFAULT
 from amber2.labels import vote_distribution
 from amber2.files import ASSETS, ROOT, data_root
 from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
@@ -41,7 +42,6 @@ EXAMPLE_CLIPS = ([(example_clips.EXAMPLES_DIR / e.file, e.label) for e in exampl
 # 1 neutral, 1 sad) and, as stand-in predictions, a voice that leans angry and words that lean neutral.
 EXAMPLE_VOTES = {"angry": 3, "neutral": 1, "sad": 1}
 STANDIN_LEAN = 0.55
-KAPPA0 = 4.0
 
 
 @dataclass
@@ -382,7 +382,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
     panel = model_panel.describe(display_ref(model_ref), config, card,
                                  model_panel.head_metrics(report) if report else None)
     counts0 = [EXAMPLE_VOTES.get(c, 0) for c in classes]
-    votes0, weights0, learn0, *_ = h.learn(None, KAPPA0, *counts0)
+    votes0, weights0, learn0, *_ = h.learn(None, KAPPA_DEFAULT, *counts0)
 
     with gr.Blocks(title="AmbER² emotion from speech and text") as demo:
         state = gr.State(None)  # the reading on screen (Whisper's words or the visitor's edit)
@@ -433,7 +433,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                                  for c, v in zip(classes, counts0)]
                     votes_plot = gr.Plot(votes0, show_label=False, elem_id="votes-plot")
                 gr.Markdown(LEARN_EQ5, latex_delimiters=LATEX)
-                kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA0, step=0.25, label="κ (sharpness)")
+                kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA_DEFAULT, step=0.25, label="κ (sharpness)")
                 weights_plot = gr.Plot(weights0, show_label=False)
                 learn_text = gr.Markdown(learn0)
             # "Vote", not "Vote together": four short names keep one row on a 390 px phone

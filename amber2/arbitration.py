@@ -24,7 +24,6 @@ import numpy as np
 from amber2.calibration import apply_temperature
 
 READINGS = ("student", "arbitrated")
-DEFAULT_KAPPA = 4.0      # the middle of the paper's kappa grid {2, 4, 8}, for a model trained without Eq. 5
 _EPS = 1e-12
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from amber2.paper import KAPPA_DEFAULT, LAMBDA_MAI_DEFAULT, LAMBDA_RAI
 from amber2.heads import HEADS  # "A", "T", "AT": audio, text, fusion (one table: amber2.heads)
 METHODS = ("cbce", "amber2")  # the baseline first, as in the paper's tables and every report
 
@@ -18,14 +19,14 @@ Scalar = float | Tensor
 
 @dataclass
 class LossConfig:
-    """How a batch is scored. The paper's defaults: student AT, lambda_rai 1.0, lambda_mai in {0.3, 0.5, 0.7},
-    kappa in {2, 4, 8}. The three fields below the paper's are our choices where it is silent."""
+    """How a batch is scored. The paper's defaults (amber2.paper): student AT, lambda_rai 1.0, lambda_mai in
+    {0.3, 0.5, 0.7}, kappa in {2, 4, 8}. The three fields below the paper's are our choices where it is silent."""
 
     method: str = "amber2"          # "amber2" or "cbce" (the EMO-SUPERB baseline, all three heads)
     student: str = "AT"             # "A", "T" or "AT"; the other two heads are experts
-    lambda_rai: Scalar = 1.0
-    lambda_mai: Scalar = 0.5
-    kappa: Scalar = 4.0
+    lambda_rai: Scalar = LAMBDA_RAI
+    lambda_mai: Scalar = LAMBDA_MAI_DEFAULT
+    kappa: Scalar = KAPPA_DEFAULT
     # The paper trains all heads jointly but does not say what teaches the experts: each expert head gets its
     # own rater term JS(y || p_m), weighted by lambda_expert (0 reduces the loss to exactly Eq. 6).
     lambda_expert: Scalar = 1.0

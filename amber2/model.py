@@ -19,13 +19,29 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as load_safetensors
 from torch import Tensor, nn
 
-from amber2.arbitration import DEFAULT_KAPPA, READINGS, arbitrate
+from amber2.arbitration import READINGS, arbitrate
 from amber2.errors import UserError
 from amber2.heads import HEADS
+from amber2.paper import KAPPA_DEFAULT
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+STD_FLOOR = 1e-6   # a feature whose spread is below this is constant: it is centred, not scaled
+
+
+def feature_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-dimension mean and std of (N, D) features; a std below STD_FLOOR counts as 1."""
+    std = x.std(0, unbiased=False)
+    return x.mean(0), torch.where(std < STD_FLOOR, torch.ones_like(std), std)
+
+
+def standardize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(x - mean) / std: how the model reads its inputs (`AmbER2Model.forward`), and how the trainer prepares a
+    fold's features once for all its runs."""
+    return (x - mean) / std
 
 
 class ModelError(UserError, ValueError):
@@ -75,7 +91,7 @@ class AmbER2Config:
     # what the fused bar shows (amber2.arbitration): "student", the fusion head itself (the paper's), or
     # "arbitrated", the experts' mixture the student chooses by Eq. 5 at reading_kappa, at its own temperature
     fused_reading: str = "student"
-    reading_kappa: float = DEFAULT_KAPPA
+    reading_kappa: float = KAPPA_DEFAULT
     reading_temperature: float = 1.0
 
     def __post_init__(self) -> None:
@@ -155,7 +171,7 @@ class AmbER2Model(
 
     @torch.no_grad()
     def set_input_stats(self, audio_mean: Tensor, audio_std: Tensor, text_mean: Tensor, text_std: Tensor) -> None:
-        """Store the training features' per-dimension mean and std (a std below 1e-6 is treated as 1)."""
+        """Store the training features' per-dimension mean and std (a std below STD_FLOOR is treated as 1)."""
         for name, value in (("audio_mean", audio_mean), ("audio_std", audio_std),
                             ("text_mean", text_mean), ("text_std", text_std)):
             buf = getattr(self, name)
@@ -163,13 +179,13 @@ class AmbER2Model(
             if value.shape != buf.shape:
                 raise ModelError(f"{name} must have shape {tuple(buf.shape)}, got {tuple(value.shape)}")
             if name.endswith("std"):
-                value = torch.where(value < 1e-6, torch.ones_like(value), value)
+                value = torch.where(value < STD_FLOOR, torch.ones_like(value), value)
             buf.copy_(value)
 
     def forward(self, audio: Tensor, text: Tensor) -> dict[str, Tensor]:
         """(B, audio_dim), (B, text_dim) -> logits {"A", "T", "AT"}, each (B, C)."""
-        a = (audio - self.audio_mean) / self.audio_std
-        t = (text - self.text_mean) / self.text_std
+        a = standardize(audio, self.audio_mean, self.audio_std)
+        t = standardize(text, self.text_mean, self.text_std)
         return {"A": self.heads["A"](a), "T": self.heads["T"](t), "AT": self.heads["AT"](self.fusion(a, t))}
 
     @torch.inference_mode()

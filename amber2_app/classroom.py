@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from amber2_app import explain
 from amber2.audio import load_audio
 from amber2.labels import entropy, votes_to_distribution
+from amber2.paper import KAPPA_DEFAULT
 from amber2.metrics import distribution_metrics
 from amber2_app.rooms import HEADS, NewRound, RoomError, RoomStore, RoundState, Teacher
 from amber2_app.trust_curves import expert_weight_curve
@@ -20,7 +21,6 @@ from amber2_app.trust_curves import expert_weight_curve
 if TYPE_CHECKING:  # the pipeline loads torch and Whisper; only start_round needs an Analyzer
     from amber2.pipeline import Analyzer
 
-KAPPA_DEFAULT = 4.0   # the paper's default sharpness (LossConfig.kappa)
 ROUND_METRICS = ("js", "bc", "r2")
 HEAD_WORDS = {"audio": "voice", "text": "words", "fused": "fused"}
 

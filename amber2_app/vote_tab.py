@@ -23,7 +23,9 @@ import numpy as np
 
 from amber2_app import charts
 from amber2.errors import UserError
-from amber2_app.classroom import KAPPA_DEFAULT, round_summary, start_round
+from amber2.paper import KAPPA_DEFAULT
+from amber2_app.classroom import round_summary, start_round
+from amber2_app.views import LEARN
 from amber2.metrics import METRIC_LABELS
 from amber2_app.rooms import RoomError, RoomStore, Teacher, format_code, normalize_code
 from amber2_app.trust_curves import expert_weight_curve
@@ -32,7 +34,6 @@ log = logging.getLogger("amber2.app")
 
 TEACHER_TICK = 1.5   # seconds between refreshes of the projector view
 STUDENT_TICK = 2.0   # phones poll a little less often
-KAPPA_MAX = 16.0
 
 CSS = """#room-code h1 {font-size: 3rem; letter-spacing: .15em; margin: .2em 0;}
 #vote-choice label {font-size: 1.1rem; padding: .6em .9em;}"""
@@ -140,7 +141,7 @@ class VoteHandlers:
     @staticmethod
     def _kappa(kappa) -> float:
         try:
-            return min(max(float(kappa), 0.0), KAPPA_MAX)
+            return min(max(float(kappa), 0.0), LEARN.kappa_max)
         except (TypeError, ValueError):
             return KAPPA_DEFAULT
 
@@ -347,7 +348,8 @@ def build(demo: gr.Blocks, store: RoomStore, analyzer, classes: Sequence[str],
                 with gr.Column(visible=False) as reveal_col:
                     sentence = gr.Markdown("")
                     metrics = gr.Markdown("")
-                    kappa = gr.Slider(0, KAPPA_MAX, value=KAPPA_DEFAULT, step=0.25, label="κ (sharpness of Eq. 5)")
+                    kappa = gr.Slider(0, LEARN.kappa_max, value=KAPPA_DEFAULT, step=0.25,
+                                      label="κ (sharpness of Eq. 5)")
                     weights_plot = gr.Plot(show_label=False)
     with gr.Column(visible=False) as student_col:
         student_md = gr.Markdown("### Joining the room…")

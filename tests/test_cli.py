@@ -138,7 +138,7 @@ def test_every_refusal_is_a_user_error_printed_as_one_line_by_the_trainer(error,
     and exit status 2; a bug keeps its traceback."""
     import importlib
 
-    from train.run import guarded
+    from train.cli import guarded
 
     module = {"RoomError": "amber2_app.rooms", "LabelError": "amber2.labels", "MetricsError": "amber2.metrics",
               "ReportError": "train.report", "WhisperLoadError": "amber2.packaged", "ModelError": "amber2.model"}

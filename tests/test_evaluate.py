@@ -19,7 +19,7 @@ from train.__main__ import main
 import train.evaluate as evaluate_module
 from train.anchors import egemaps_anchor, spectral_tilt
 from train.evaluate import anchor_corpora, evaluate_sentences, parse_anchors
-from train.run import RunError
+from train.workflow import RunError
 from train.scoring import angry_neutral_auc, uar
 
 SR = 16000

@@ -98,6 +98,49 @@ def test_fast_path_equals_generic_path():
     torch.testing.assert_close(fast.predict(xa[0], xt[0]), generic.predict(xa[0], xt[0]), rtol=0, atol=1e-12)
 
 
+def test_both_paths_read_the_models_input_statistics():
+    """Models that carry non-identity input statistics (AmbER2Model.set_input_stats) are read as their own
+    forward reads them, by the fast path too (it once read only the Linear layers)."""
+    models = _models(4, dropout=0.0)
+    g = torch.Generator().manual_seed(3)
+    stats = dict(audio_mean=torch.randn(12, generator=g, dtype=torch.float64),
+                 audio_std=torch.rand(12, generator=g, dtype=torch.float64) + 0.5,
+                 text_mean=torch.randn(10, generator=g, dtype=torch.float64),
+                 text_std=torch.rand(10, generator=g, dtype=torch.float64) + 0.5)
+    for m in models:
+        m.set_input_stats(**stats)
+    xa, xt = 3 * torch.randn(2, 7, 12, dtype=torch.float64) + 1, torch.randn(2, 7, 10, dtype=torch.float64) - 2
+    upstream = [torch.randn(4, 3, 7, dtype=torch.float64) for _ in HEADS]
+    grads = []
+    for kind in (FastEnsemble, GenericEnsemble):
+        ens = kind(models, 2, dtype=torch.float64)
+        logits, cache = ens.forward(xa.clone(), xt.clone(), train=True)
+        for r, model in enumerate(models):
+            out = model(xa[r // 2], xt[r // 2])
+            for m, head in enumerate(HEADS):
+                torch.testing.assert_close(logits[m][r].T, out[head], rtol=0, atol=1e-10)
+        ens.backward(cache, upstream)
+        grads.append([p.grad for r in range(4) for p in ens.write_into(_models(1, 0.0)[0], r, grads=True).parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_fast_path_refuses_a_model_whose_maths_it_does_not_reproduce():
+    """A changed fusion that keeps the layer names would otherwise train the old maths."""
+    from amber2.model import GatedFusion
+
+    class SumFusion(GatedFusion):
+        def forward(self, audio, text):
+            return torch.tanh(self.audio(audio)) + torch.tanh(self.text(text))
+
+    models = _models(2, 0.0)
+    for m in models:
+        m.fusion.__class__ = SumFusion
+    with pytest.raises(ProtocolError, match="--ensemble generic"):
+        FastEnsemble(models, group_size=1, dtype=torch.float64)
+    GenericEnsemble(models, group_size=1, dtype=torch.float64)   # the model's own forward trains it as it is
+
+
 def test_fast_path_refuses_deeper_heads():
     with pytest.raises(ProtocolError, match="head_layers"):
         FastEnsemble(_models(2, 0.0, head_layers=2), group_size=1)

@@ -299,7 +299,7 @@ def test_demo_corpus_holds_all_voices_and_pairs_words_with_a_flat_voice(tmp_path
 
 def test_demo_transfer_flags_reach_the_protocol():
     from train.demo import TRANSFER_AT, build_parser
-    from train.run import protocol_from_args
+    from train.cli import protocol_from_args
 
     args = build_parser().parse_args(["--transfer", "--weight-decay", "0.5", "--seeds", "0", "2"])
     protocol = protocol_from_args(args)
@@ -312,7 +312,7 @@ def test_demo_pairing_flags_and_the_loss_ablation_share_state_folders(tmp_path):
     """`--loss eq6` trains in the folder the default run's ablation fills, and the reverse, so deciding the
     loss never trains a protocol twice."""
     from train.demo import ablation_protocol, build_parser, protocol_dir
-    from train.run import loss_name, protocol_from_args
+    from train.cli import loss_name, protocol_from_args
 
     args = build_parser().parse_args(["--pairing", "voice-plain", "--conflict-items", "5"])
     assert args.pairing == ["voice-plain"] and args.conflict_items == 5
@@ -352,7 +352,8 @@ def test_every_flag_says_what_it_does(command):
 
 def test_every_protocol_setting_is_described_and_head_layers_reaches_the_config():
     from train.config import ProtocolConfig
-    from train.run import PROTOCOL_HELP, build_parser, protocol_from_args
+    from train.cli import PROTOCOL_HELP, protocol_from_args
+    from train.run import build_parser
 
     assert {f.name for f in dataclasses.fields(ProtocolConfig)} - {"seeds"} <= set(PROTOCOL_HELP)
     args = build_parser().parse_args(["--dataset", "csv", "--out", "x", "--device", "cpu", "--head-layers", "2"])

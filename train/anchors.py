@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from train.run import RunError
+from train.workflow import RunError
 
 log = logging.getLogger("train")
 

@@ -17,6 +17,7 @@ import torch
 from amber2.arbitration import READINGS
 from amber2.errors import UserError
 from amber2.losses import HEADS, LossConfig, Scalar
+from amber2.paper import KAPPA_GRID, LAMBDA_MAI_GRID, LAMBDA_RAI
 
 # selection metric -> (amber2.metrics function group, higher is better)
 SELECTION = {"js": ("distribution", False), "bc": ("distribution", True), "r2": ("distribution", True),
@@ -44,9 +45,9 @@ class ProtocolConfig:
 
     n_folds: int = 5                                     # must equal the number of distinct fold ids in the data
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    lambda_mai_grid: tuple[float, ...] = (0.3, 0.5, 0.7)
-    kappa_grid: tuple[float, ...] = (2.0, 4.0, 8.0)
-    lambda_rai: float = 1.0
+    lambda_mai_grid: tuple[float, ...] = LAMBDA_MAI_GRID
+    kappa_grid: tuple[float, ...] = KAPPA_GRID
+    lambda_rai: float = LAMBDA_RAI
     student: str = "AT"
     # Where the paper is silent (amber2.losses.LossConfig): each expert's own rater term, and stop-gradients.
     # lambda_expert=0 with detach_experts=False and detach_weights=False is Eq. 6 exactly as written.

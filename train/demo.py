@@ -28,9 +28,7 @@ Choices the paper does not make (it has no demo corpus), each a field of `DemoCo
 """
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,18 +37,19 @@ from typing import Sequence
 import numpy as np
 
 from amber2.errors import UserError
-from amber2.files import ASSETS, SHARED
-from amber2.files import atomic_write, cache_root
+from amber2.files import ASSETS, SHARED, cache_root
+from train.cli import (LOSS_FIELDS, add_output_flags, add_protocol_flags, configure_logging, guarded, loss_name,
+                       protocol_from_args, redact_command)
+from train.datasets import LICENCES as CORPUS_LICENCES
+from train.eval_sets import load_voices, voice_features
+from train.features import sha1_text
 from train.pairing import RULES, PairingConfig, pair_items
+from train.speech import synthesize
+from train.workflow import RunConfig, load_encoders, protocol_data, run_corpus, summary_text
 
+log = logging.getLogger("train")
 DEMO_SPACE = "demo7"
 NEUTRAL = 0   # index of "neutral" in demo7 (DESIGN.md class order)
-ESPEAK_TIMEOUT_S = 30.0
-# EmotionLines' Windows-1252 punctuation, should it arrive as raw C1 control characters, read as ASCII
-# (train.datasets already repairs it to typographic quotes, which espeak-ng reads correctly). Changing this
-# table changes the spoken audio, hence the feature cache keys.
-_SPEAKABLE = str.maketrans({"\u0091": "'", "\u0092": "'", "\u0093": '"', "\u0094": '"', "\u0085": "...",
-                            "\u0096": "-", "\u0097": "-"})
 
 
 class DemoError(UserError, RuntimeError):
@@ -111,10 +110,6 @@ class DemoConfig:
         return Path(self.cache_dir) / "speech"
 
 
-def _content_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
 def _majority(votes: np.ndarray) -> int:
     return int(np.argmax(votes))
 
@@ -140,7 +135,7 @@ def select_dialogues(items: Sequence, max_items: int, folds: int = 5) -> list:
     def rank(group: str) -> tuple[float, str]:
         utts = dialogues[group]
         emotional = np.mean([_majority(u.votes) != NEUTRAL for u in utts])
-        return (-float(emotional), _content_hash("\n".join(u.transcript for u in utts)))
+        return (-float(emotional), sha1_text("\n".join(u.transcript for u in utts)))
 
     chosen, total = [], 0
     for group in sorted(dialogues, key=rank):
@@ -148,47 +143,15 @@ def select_dialogues(items: Sequence, max_items: int, folds: int = 5) -> list:
         if total + size <= max_items:
             chosen.append(group)
             total += size
-    order = sorted(chosen, key=lambda g: _content_hash("\n".join(u.transcript for u in dialogues[g])))
+    order = sorted(chosen, key=lambda g: sha1_text("\n".join(u.transcript for u in dialogues[g])))
     fold_of = {g: i % folds for i, g in enumerate(order)}
     return [replace(u, fold=fold_of[g]) for g in chosen for u in dialogues[g]]
-
-
-def speakable(text: str) -> str:
-    """The transcript as espeak-ng should read it (C1 punctuation as ASCII, spaces collapsed)."""
-    return " ".join(text.translate(_SPEAKABLE).split())
-
-
-def synthesize(text: str, directory: Path, voice: str = "en-us", words_per_minute: int = 150,
-               pitch: int = 50) -> Path:
-    """Speak ``text`` with espeak-ng into a cached WAV (written atomically); returns its path."""
-    if shutil.which("espeak-ng") is None:
-        raise DemoError("espeak-ng is not installed; install it (scripts/system-deps.sh or "
-                        "`apt-get install espeak-ng`) to build the demo corpus")
-    spoken = speakable(text)
-    # espeak-ng's default pitch (50) keeps the cache key it had before pitch was a parameter
-    key = f"{voice}|{words_per_minute}|{spoken}" if pitch == 50 else f"{voice}|{words_per_minute}|p{pitch}|{spoken}"
-    path = Path(directory) / f"{_content_hash(key)}.wav"
-    if path.exists():
-        return path
-
-    def speak(tmp: Path) -> None:
-        # "--" keeps an utterance starting with "-" from being read as an option
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "-w", str(tmp),
-                        "--", spoken],
-                       check=True, capture_output=True, timeout=ESPEAK_TIMEOUT_S)
-
-    try:
-        return atomic_write(path, speak)
-    except subprocess.TimeoutExpired as exc:
-        raise DemoError(f"espeak-ng took longer than {ESPEAK_TIMEOUT_S:.0f} s on {spoken[:60]!r}") from exc
-    except subprocess.CalledProcessError as exc:
-        raise DemoError(f"espeak-ng failed on {spoken[:60]!r}: {exc.stderr.decode(errors='replace')}") from exc
 
 
 def pool_job(text: str) -> tuple[str, tuple[str, int, int]]:
     """(pool sentence, espeak-ng voice) of a transcript's flat-voice clip: chosen by a hash of the text, so it
     never depends on file order."""
-    index = int(_content_hash(text), 16) % (len(POOL_SENTENCES) * len(POOL_VOICES))
+    index = int(sha1_text(text), 16) % (len(POOL_SENTENCES) * len(POOL_VOICES))
     voice, sentence = divmod(index, len(POOL_SENTENCES))
     return POOL_SENTENCES[sentence], POOL_VOICES[voice]
 
@@ -203,7 +166,7 @@ def select_per_class(items: Sequence, per_class: int) -> list:
     """At most `per_class` items of each majority class (ties to the first class), in hashed text order, so
     rare emotions (GoEmotions' disgust, fear) keep all their items while joy and neutral are capped."""
     chosen, taken = [], Counter()
-    for item in sorted(items, key=lambda it: _content_hash(f"{it.id}|{it.transcript}")):
+    for item in sorted(items, key=lambda it: sha1_text(f"{it.id}|{it.transcript}")):
         cls = _majority(item.votes)
         if taken[cls] < per_class:
             taken[cls] += 1
@@ -261,13 +224,10 @@ VOICE_CORPORA = ("ravdess", "nemo")     # the demo's voice items, by id prefix; 
 TRANSFER_AT = (0.3, 8.0)                 # (lambda_MAI, kappa) the shipped demo model was trained at
 DEMO_AUDIO_ENCODER = "whisper-base/L2+3+4-mean-loudnorm-bf16"
 DEMO_TEXT_ENCODER = "minilm-l6"
-LICENCES = [
-    "RAVDESS (Livingstone & Russo 2018, PLoS ONE 13(5): e0196391) is CC BY-NC-SA 4.0; these weights are derived "
-    "from it (and from nEMO) and are shared under CC BY-NC-SA 4.0: attribution, non-commercial use only, share-alike.",
-    "nEMO (Christop 2024, LREC-COLING) is CC BY-NC-SA 4.0, like RAVDESS.",
-    "EmotionLines (Hsu et al. 2018, LREC) is released for research use; GoEmotions (Demszky et al. 2020, ACL) "
-    "is Apache-2.0. Their texts and labels were used for training only and are not redistributed here.",
-]
+DEMO_CORPORA = ("ravdess", "nemo", "emotionlines", "goemotions")
+LICENCES = [*(CORPUS_LICENCES[name] for name in DEMO_CORPORA),
+            "The texts and labels of EmotionLines and GoEmotions were used for training only and are not "
+            "redistributed here."]
 
 
 SOURCES = {
@@ -307,7 +267,7 @@ def protocol_dir(cache_dir: Path, recipe: dict, protocol) -> Path:
     folds the ablation of a default run already trained (and the reverse)."""
     import json
 
-    settings = _content_hash(json.dumps([recipe, protocol.fingerprint_dict()], sort_keys=True, default=str))[:10]
+    settings = sha1_text(json.dumps([recipe, protocol.fingerprint_dict()], sort_keys=True, default=str))[:10]
     return Path(cache_dir) / f"protocol-{settings}"
 
 
@@ -319,7 +279,6 @@ def eq6_ablation(protocol, outcome, report: dict, work_dir: Path) -> list[str]:
     from train.demo_report import ablation_lines
     from train.protocol import run_protocol
     from train.results import paired_bootstrap
-    from train.run import log, loss_name
 
     ran = loss_name(protocol)
     data = outcome.data
@@ -336,16 +295,13 @@ def eq6_ablation(protocol, outcome, report: dict, work_dir: Path) -> list[str]:
 def ablation_protocol(protocol):
     """The ProtocolConfig the ablation trains beside `protocol` (see `eq6_ablation`)."""
     from train.config import ProtocolConfig
-    from train.run import LOSS_FIELDS, loss_name
 
     return ProtocolConfig(**{**protocol.to_dict(), **LOSS_FIELDS["default" if loss_name(protocol) == "eq6" else "eq6"]})
 
 
 def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
     """`--transfer`: the voice head's leave-one-corpus-out UAR on RAVDESS and nEMO, printed as a table."""
-    from train.evaluate import load_voices, voice_features
     from train.features import extract_features
-    from train.run import load_encoders, protocol_data
     from train.transfer import (check_corpus, fused_transfer_table, leave_one_corpus_out_readings,
                                 transfer_table, voice_uar)
 
@@ -374,7 +330,6 @@ def transfer(corpus, cfg: DemoConfig, args, protocol) -> int:
 def build_parser():
     import argparse
 
-    from train.run import add_output_flags, add_protocol_flags
 
     p = argparse.ArgumentParser(prog="python -m train demo", description=(
         "Rebuild the bundled demo model from ../shared/data: RAVDESS + nEMO voices and EmotionLines + GoEmotions "
@@ -445,8 +400,6 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from train.demo_report import append_card_notes, source_breakdown, write_demo_readme
-    from train.run import (RunConfig, configure_logging, guarded, protocol_from_args, redact_command,
-                           run_corpus, summary_text)
 
     args = build_parser().parse_args(argv)
     configure_logging()

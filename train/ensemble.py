@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from amber2.losses import HEADS
-from amber2.model import AmbER2Config, AmbER2Model
+from amber2.model import AmbER2Config, AmbER2Model, standardize
 from train.config import ProtocolConfig, ProtocolData, ProtocolError
 
 
@@ -149,6 +149,23 @@ def _model_linears(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
             **{f"{h}{i}": heads[h][j] for h in HEADS for i, j in ((1, 0), (2, 3))}}
 
 
+def _input_stats(models: Sequence[torch.nn.Module], device: torch.device, dtype: torch.dtype
+                 ) -> tuple[Tensor, ...] | None:
+    """The models' input statistics (audio mean, std, text mean, std), one set for all runs; None when they
+    are the identity (then there is nothing to apply)."""
+    names = ("audio_mean", "audio_std", "text_mean", "text_std")
+    sets = [tuple(getattr(m, n, None) for n in names) for m in models]
+    if any(t is None for t in sets[0]):
+        return None
+    if any(not all(torch.equal(a, b) for a, b in zip(s, sets[0])) for s in sets[1:]):
+        raise ProtocolError("FastEnsemble trains runs that read their inputs alike: the models' input "
+                            "statistics differ; train them in separate ensembles or with --ensemble generic")
+    am, sa, tm, st = sets[0]
+    if not (am.any() or tm.any()) and bool((sa == 1).all()) and bool((st == 1).all()):
+        return None
+    return tuple(t.to(device, dtype) for t in sets[0])
+
+
 def _grouped(op: Callable[..., Tensor], *args: Tensor, out: Tensor | None = None) -> Tensor:
     """op (torch.mm / torch.addmm) applied per leading index of 3-D args, written into one (S, ...) tensor."""
     if out is None:
@@ -211,7 +228,27 @@ class FastEnsemble:
         # text blocks carry no gate bias (the gate's one bias lives in the audio block): keep it at zero
         self._text_gate_rows = torch.zeros(self.R, self.width, 1, dtype=torch.bool, device=self.device)
         self._text_gate_rows[:, self.F:2 * self.F] = True
+        self._stats = _input_stats(models, self.device, dtype)
         self.generator = torch.Generator(device=self.device).manual_seed(generator_seed)
+        self._check_forward(models[0])
+
+    def _check_forward(self, model: torch.nn.Module, rows: int = 8) -> None:
+        """Refuse a model whose own forward this hand-written one does not reproduce (a changed fusion or head
+        keeps the layer names `_model_linears` reads, but not the maths)."""
+        g = torch.Generator().manual_seed(0)
+        xa = torch.randn(rows, self.Da, generator=g).to(self.device)
+        xt = torch.randn(rows, self.Dt, generator=g).to(self.device)
+        with torch.no_grad():
+            ours = [lg[0].T.float().cpu() for lg in self.forward(xa, xt, train=False)[0]]
+            probe = copy.deepcopy(model).float().eval()
+            theirs = probe(xa.float().cpu(), xt.float().cpu())
+        tol = 1e-4 if self.matmul_dtype == self.params["w_a"].dtype else 5e-2
+        for head, got in zip(HEADS, ours):
+            want = theirs[head]
+            if not torch.allclose(got, want, atol=tol * (1 + want.abs().max().item()), rtol=0):
+                raise ProtocolError(f"FastEnsemble does not reproduce this model's forward (head {head} differs "
+                                    f"by {(got - want).abs().max().item():.3g}): it is written for the paper's "
+                                    "GMU fusion and two-layer heads; train this model with --ensemble generic")
 
     # -- parameters ---------------------------------------------------------------------------------------
     def _stack(self, layers: list[dict[str, torch.nn.Linear]]) -> dict[str, Tensor]:
@@ -272,6 +309,9 @@ class FastEnsemble:
         """Logits (R, C, B) of heads A, T, AT. xa (S, B, Da) / xt (S, B, Dt): each seed group's rows; or
         (B, Da) / (B, Dt): the same rows for every run. Returns (logits, cache for `backward`)."""
         p, R, F = self.params, self.R, self.F
+        if self._stats is not None:     # the models' own input statistics, as AmbER2Model.forward applies them
+            am, sa, tm, st = self._stats
+            xa, xt = standardize(xa, am, sa), standardize(xt, tm, st)
         xa, xt = xa.to(self.matmul_dtype), xt.to(self.matmul_dtype)
         if not self._low:
             if xa.dim() == 2:   # the same rows for all runs: one broadcast product, no copies

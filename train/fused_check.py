@@ -31,6 +31,7 @@ import numpy as np
 
 from amber2.files import atomic_write
 from amber2.heads import FIELDS
+from train.eval_sets import load_checkpoint, load_sentences, load_voices
 from train.features import sha1_file, sha1_text
 
 log = logging.getLogger("train")
@@ -156,7 +157,6 @@ def first_per_class(items: Sequence, per_class: int) -> list:
 
 def emovo_items(analyzer, shared_data: Path) -> list:
     """EMOVO's clips in the model's label space, sorted by file (empty, with a note, when it is missing)."""
-    from train.evaluate import load_voices
 
     root = Path(shared_data) / "emovo"
     if not root.exists():
@@ -169,8 +169,7 @@ def check_set(analyzer, emovo: Sequence, sentences_tsv: Path, cache: Path, progr
               per_class: int | None = None) -> dict[str, HeadReadings]:
     """source -> HeadReadings of `analyzer`'s model (see the module docstring); `emovo`: EMOVO's items
     (`emovo_items`), `per_class` caps them per emotion (None: all)."""
-    from train.demo import synthesize
-    from train.evaluate import load_sentences
+    from train.speech import synthesize
 
     classes = list(analyzer.classes)
     sentences, sentence_class = load_sentences(sentences_tsv, classes)
@@ -243,7 +242,6 @@ def evaluate_fused(model_ref, shared_data: Path, sentences_tsv: Path, out: Path,
     """The check set's scores for a checkpoint; writes OUT/evaluation.json and OUT/evaluation.md."""
     from amber2.files import atomic_write_text
     from amber2.pipeline import Analyzer
-    from train.evaluate import load_checkpoint
 
     analyzer = Analyzer(load_checkpoint(model_ref))
     emovo = emovo_items(analyzer, shared_data)

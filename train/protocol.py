@@ -49,13 +49,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from amber2.losses import HEADS, METHODS
+from amber2.arbitration import fit_reading_temperature
+from amber2.calibration import apply_temperature, fit_temperature
+from amber2.losses import HEADS, METHODS, class_balanced_weights
+from amber2.model import feature_stats, standardize
 from train.config import (SELECTION, ProtocolConfig, ProtocolData, ProtocolError, RunSpec, fold_runs,
                           validation_split)
 from train.ensemble import initial_model, make_ensemble
 from train.fit import train_ensemble
-from amber2.arbitration import fit_reading_temperature
-from amber2.calibration import apply_temperature, fit_temperature
 from train.results import (FoldResult, ProtocolResult, calibration_summary, load_fold, paired_bootstrap,
                            pooled_predictions, reliability_curves, run_kappa, save_fold, summarize)
 
@@ -106,13 +107,11 @@ def _to_device(data: ProtocolData, device: str) -> dict[str, Tensor]:
 
 
 def input_stats(tensors: dict[str, Tensor], fit_idx: np.ndarray) -> dict[str, Tensor]:
-    """Per-dimension mean and std of the fit items (a std below 1e-6 counts as 1, as AmbER2Model does)."""
+    """Per-dimension mean and std of the fit items (`amber2.model.feature_stats`), named as the model's buffers."""
     rows = torch.as_tensor(fit_idx, device=tensors["audio"].device)
     stats = {}
     for name in ("audio", "text"):
-        x = tensors[name][rows]
-        std = x.std(0, unbiased=False)
-        stats[f"{name}_mean"], stats[f"{name}_std"] = x.mean(0), torch.where(std < 1e-6, 1.0, std)
+        stats[f"{name}_mean"], stats[f"{name}_std"] = feature_stats(tensors[name][rows])
     return stats
 
 
@@ -120,14 +119,12 @@ def _standardized(tensors: dict[str, Tensor], stats: dict[str, Tensor] | None) -
     # the ensemble sees standardised features; an extracted AmbER2Model gets the same stats as buffers
     if stats is None:
         return tensors
-    return {**tensors, **{n: (tensors[n] - stats[f"{n}_mean"]) / stats[f"{n}_std"] for n in ("audio", "text")}}
+    return {**tensors, **{n: standardize(tensors[n], stats[f"{n}_mean"], stats[f"{n}_std"]) for n in ("audio", "text")}}
 
 
 def run_fold(data: ProtocolData, cfg: ProtocolConfig, fold: int, tensors: dict[str, Tensor] | None = None,
              log: Callable[[str], None] | None = None) -> FoldResult:
     """Train every run of one test fold (seeds x grid + baseline) and predict its test items."""
-    from amber2.losses import class_balanced_weights
-
     t0 = time.perf_counter()
     tensors = tensors if tensors is not None else _to_device(data, cfg.device)
     test_idx = np.flatnonzero(data.folds == fold)
@@ -281,8 +278,6 @@ def train_final(data: ProtocolData, cfg: ProtocolConfig, lambda_mai: float, kapp
 
     Use `final_hyperparameters(result)` for lambda_mai and kappa (the grid point selected most often).
     """
-    from amber2.losses import class_balanced_weights
-
     if method not in METHODS:
         raise ProtocolError(f"method must be one of {METHODS}, got {method!r}")
     fit_idx, val_idx = validation_split(np.arange(len(data.y)), data.groups, cfg.val_fraction,

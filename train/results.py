@@ -250,9 +250,9 @@ def calibration_summary(folds: Sequence[FoldResult], predictions: dict[str, np.n
 
 def run_kappa(run: RunSpec) -> float:
     """The kappa a run's arbitrated fused reading uses: its own Eq. 5 kappa (a CB-CE run has none)."""
-    from amber2.arbitration import DEFAULT_KAPPA
+    from amber2.paper import KAPPA_DEFAULT
 
-    return float(run.kappa) if run.kappa is not None else DEFAULT_KAPPA
+    return float(run.kappa) if run.kappa is not None else KAPPA_DEFAULT
 
 
 def pooled_readings(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarray], seeds: Sequence[int]

@@ -17,7 +17,21 @@ from train.datasets.public import (EmotionLinesOptions, EmovoOptions, GoEmotions
                                    RavdessOptions, load_emotionlines, load_emovo, load_goemotions, load_nemo,
                                    load_ravdess)
 
-__all__ = ["DATASETS", "Corpus", "DatasetError", "Item", "load_dataset", "register_dataset"]
+__all__ = ["DATASETS", "LICENCES", "Corpus", "DatasetError", "Item", "load_dataset", "register_dataset"]
+
+# What the licences of the corpora this trainer knows ask of a model trained on them (model card).
+LICENCES = {
+    "iemocap": "IEMOCAP is distributed by USC SAIL under a research licence; check it before sharing weights.",
+    "msp-podcast": "MSP-Podcast is distributed by UT Dallas under an academic licence; check it before sharing "
+                   "weights.",
+    "ravdess": "RAVDESS (Livingstone & Russo 2018) is CC BY-NC-SA 4.0: weights derived from it are shared "
+               "under CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike).",
+    "emotionlines": "EmotionLines (Hsu et al. 2018) is released for research use.",
+    "nemo": "nEMO (Christop 2024) is CC BY-NC-SA 4.0: weights derived from it are shared under CC BY-NC-SA 4.0 "
+            "(attribution, non-commercial, share-alike).",
+    "goemotions": "GoEmotions (Demszky et al. 2020) is Apache-2.0.",
+    "emovo": "EMOVO (Costantini et al. 2014) is released for research use.",
+}
 
 Loader = Callable[[Path, object], Corpus]
 # name -> (options dataclass, loader)
