@@ -77,7 +77,7 @@ def transcription_language(requested: str | None, detected: str | None, probabil
 
 
 @dataclass(frozen=True)
-class Heard:
+class Transcription:
     """What Whisper made of a clip: the words kept, and what they rest on (for the first 30 s window, which is
     also what the audio vector hears). `None` fields: not measured (a transcript was given, or an English-only
     model has no language detection)."""
@@ -153,7 +153,8 @@ def pool_states(states: Tensor, layers: Sequence[int], stat: str) -> Tensor:
     return torch.cat(parts, -1).mean(0)
 
 
-def _to_numpy(vectors: Tensor) -> np.ndarray:
+def as_float32(vectors: Tensor) -> np.ndarray:
+    """A tensor of vectors as a float32 NumPy array on the CPU (what every encoder returns)."""
     return vectors.float().cpu().numpy().astype(np.float32, copy=False)
 
 
@@ -270,23 +271,23 @@ class WhisperBackbone:
                 states = self.hidden_states(clips, max(pooling.layers), pooling.bf16)
                 vectors = [pool_states(s, pooling.layers, pooling.stat) for s in states]
             for i, vector in zip(batch, vectors):
-                out[i] = _to_numpy(vector)
+                out[i] = as_float32(vector)
         return out
 
     def hear_and_embed(self, samples: np.ndarray, pooling: Pooling = WINDOW, transcript: str | None = None,
-                       language: str | None = "en") -> tuple[Heard, np.ndarray]:
+                       language: str | None = "en") -> tuple[Transcription, np.ndarray]:
         """(what Whisper heard, (dim,) vector) of one 16 kHz clip; a given `transcript` is used as is (no ASR:
-        `Heard(transcript)`, nothing measured).
+        `Transcription(transcript)`, nothing measured).
 
         With window pooling, the clip's first window is encoded once: its output is both pooled and heard
         (windows past 30 s are then heard one after the other). Own-frames pooling needs a pass of its
         own, besides the window passes the decoder reads."""
         if not pooling.window:
-            heard = self.hear(samples, language) if transcript is None else Heard(transcript)
+            heard = self.hear(samples, language) if transcript is None else Transcription(transcript)
             return heard, self.embed([samples], pooling)[0]
         encoded = self.encode(samples)
-        vector = _to_numpy(pool_whisper_frames(encoded, len(samples)))
-        heard = self.hear(samples, language, encoded) if transcript is None else Heard(transcript)
+        vector = as_float32(pool_whisper_frames(encoded, len(samples)))
+        heard = self.hear(samples, language, encoded) if transcript is None else Transcription(transcript)
         return heard, vector
 
     # ---- decoding
@@ -326,18 +327,18 @@ class WhisperBackbone:
         return code, float(probs[code])
 
     @torch.inference_mode()
-    def hear_encoded(self, encoded: Tensor, language: str | None = "en") -> Heard:
+    def hear_encoded(self, encoded: Tensor, language: str | None = "en") -> Transcription:
         """One 30 s window, from its encoder output: the language spoken, the words in
         `transcription_language(language, ...)`, and Whisper's no-speech probability; the words are dropped
         ("") when no speech was heard (`speech_heard`)."""
         detected, probability = self.detect_language(encoded)
         written_in = transcription_language(language, detected, probability)
         result = self._decode(encoded, written_in)
-        heard = Heard(result.text.strip(), float(result.no_speech_prob), float(result.avg_logprob),
+        heard = Transcription(result.text.strip(), float(result.no_speech_prob), float(result.avg_logprob),
                       detected, probability, written_in or result.language)
         return heard if heard.speech else replace(heard, text="")
 
-    def hear(self, audio: np.ndarray, language: str | None = "en", encoded: Tensor | None = None) -> Heard:
+    def hear(self, audio: np.ndarray, language: str | None = "en", encoded: Tensor | None = None) -> Transcription:
         """`hear_encoded` over a whole 16 kHz clip, 30 s window by window (`encoded`: the first window's
         output, when the caller has it). The texts of the windows that hold speech are joined by a space; the
         rest describes the first window. Windows are cut at fixed 30 s boundaries (a word spanning one may
@@ -350,9 +351,9 @@ class WhisperBackbone:
         return replace(first, text=" ".join(t for t in texts if t))
 
     @torch.inference_mode()
-    def heard_windows(self, audio: np.ndarray, language: str | None = "en") -> Iterator["HeardWindow"]:
+    def heard_windows(self, audio: np.ndarray, language: str | None = "en") -> Iterator["WindowTranscription"]:
         """A long recording heard window by window, with Whisper's own segment timestamps: one
-        `HeardWindow` per 30 s window, lazily (the caller may report progress or release a lock between
+        `WindowTranscription` per 30 s window, lazily (the caller may report progress or release a lock between
         windows).
 
         `whisper.transcribe`'s seek loop, with what this project fixes: each window is encoded once and that
@@ -379,7 +380,7 @@ class WhisperBackbone:
             heard = window_speech(result.no_speech_prob, result.avg_logprob, result.compression_ratio)
             said, advance = (_timed_segments(result.tokens, self._tokenizer(written_in), offset, size)
                              if heard else ((), size))
-            yield HeardWindow(offset, (seek + advance) * HOP_LENGTH / SAMPLE_RATE,
+            yield WindowTranscription(offset, (seek + advance) * HOP_LENGTH / SAMPLE_RATE,
                               content_frames * HOP_LENGTH / SAMPLE_RATE, said, float(result.no_speech_prob),
                               float(result.avg_logprob), float(result.compression_ratio), *detected,
                               written_in or result.language)
@@ -396,7 +397,7 @@ class WhisperBackbone:
 
 
 @dataclass(frozen=True)
-class Said:
+class WhisperSegment:
     """One of Whisper's own segments: what was said from `start` to `end` (seconds from the file's start)."""
 
     start: float
@@ -405,14 +406,14 @@ class Said:
 
 
 @dataclass(frozen=True)
-class HeardWindow:
+class WindowTranscription:
     """One window of `WhisperBackbone.heard_windows`: it covered `start` to `end` seconds of a `duration` s
     recording (`end` is where the next window starts) and heard `said` there (empty: no speech heard)."""
 
     start: float
     end: float
     duration: float
-    said: tuple[Said, ...]
+    said: tuple[WhisperSegment, ...]
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float
@@ -429,15 +430,16 @@ TIME_PRECISION = N_SAMPLES_PER_TOKEN / SAMPLE_RATE   # 0.02 s: one timestamp tok
 FRAMES_PER_TOKEN = N_SAMPLES_PER_TOKEN // HOP_LENGTH  # 2 mel frames per timestamp step
 
 
-def _timed_segments(tokens: Sequence[int], tokenizer, offset: float, size: int) -> tuple[tuple[Said, ...], int]:
+def _timed_segments(tokens: Sequence[int], tokenizer, offset: float, size: int
+                    ) -> tuple[tuple[WhisperSegment, ...], int]:
     """(segments, mel frames to advance) from one window's decoded tokens, as `whisper.transcribe` reads them:
     two timestamp tokens in a row close a segment; a window that does not end on a lone timestamp ends in an
     unfinished segment, which the next window starts with."""
     begin = tokenizer.timestamp_begin
     stamp = [t >= begin for t in tokens]
 
-    def said(piece: Sequence[int], start: float, end: float) -> Said:
-        return Said(start, end, tokenizer.decode([t for t in piece if t < tokenizer.eot]).strip())
+    def said(piece: Sequence[int], start: float, end: float) -> WhisperSegment:
+        return WhisperSegment(start, end, tokenizer.decode([t for t in piece if t < tokenizer.eot]).strip())
 
     ends_single = stamp[-2:] == [False, True]
     cuts = [i + 1 for i in range(len(tokens) - 1) if stamp[i] and stamp[i + 1]]

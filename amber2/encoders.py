@@ -23,9 +23,9 @@ Every ``embed`` takes a batch and returns ``(N, dim)`` float32. On CUDA the wav2
 under bf16 (fp16 where bf16 is unsupported) autocast, on the CPU in fp32; Whisper runs in the backbone's own
 precision (fp32) so that training features equal the app's vectors.
 
-The pipeline needs an audio encoder that also transcribes (``SpeechEncoder``): ``transcribing(encoder)`` is
+The pipeline needs an audio encoder that also transcribes (``SpeechEncoder``): ``speech_encoder(encoder)`` is
 the Whisper encoder itself, or any encoder paired with a separately loaded Whisper. Its ``hear_and_embed``
-returns what Whisper heard (``amber2.asr.Heard``: the words, and whether speech was heard in which language)
+returns what Whisper heard (``amber2.asr.Transcription``: the words, and whether speech was heard in which language)
 with the vector.
 """
 from __future__ import annotations
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from amber2.asr import WINDOW, Heard, Pooling, WhisperBackbone, load_whisper  # loading the module loads no weights
+# loading the module loads no weights
+from amber2.asr import WINDOW, Pooling, Transcription, WhisperBackbone, as_float32, load_whisper
 from amber2.errors import UserError
 
 # Fixed names and their vector sizes. Names ending in ":" are prefixes completed by a hub id or a folder.
@@ -62,13 +63,13 @@ class AudioEncoder(Protocol):
 
 
 class SpeechEncoder(AudioEncoder, Protocol):
-    """An audio encoder that also transcribes (what the pipeline runs): `transcribing(encoder)`."""
+    """An audio encoder that also transcribes (what the pipeline runs): `speech_encoder(encoder)`."""
 
     @property
     def asr(self) -> WhisperBackbone: ...
 
     def hear_and_embed(self, samples: np.ndarray, transcript: str | None = None,
-                       language: str | None = "en") -> tuple[Heard, np.ndarray]: ...
+                       language: str | None = "en") -> tuple[Transcription, np.ndarray]: ...
 
 
 class TextEncoder(Protocol):
@@ -104,10 +105,6 @@ def _masked_mean(states: Tensor, mask: Tensor) -> Tensor:
     """(B, T, d) states, (B, T) 0/1 mask -> (B, d) mean over the positions where mask is 1."""
     weights = mask.to(states.dtype).unsqueeze(-1)
     return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def _to_numpy(vectors: Tensor) -> np.ndarray:
-    return vectors.float().cpu().numpy().astype(np.float32, copy=False)
 
 
 def _check_audios(audios: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -194,12 +191,12 @@ class WhisperEncoder:
         return self.backbone.embed(_check_audios(audios), self.spec.pooling, self.config.batch_size)
 
     def hear_and_embed(self, samples: np.ndarray, transcript: str | None = None,
-                       language: str | None = "en") -> tuple[Heard, np.ndarray]:
+                       language: str | None = "en") -> tuple[Transcription, np.ndarray]:
         """(what Whisper heard, (dim,) vector) of one 16 kHz clip; a given transcript skips ASR."""
         return self.backbone.hear_and_embed(samples, self.spec.pooling, transcript, language)
 
 
-class Transcribing:
+class PairedWithWhisper:
     """An audio encoder paired with a separately loaded Whisper that transcribes (loaded on first need, so a
     caller that always gives the transcript never loads it)."""
 
@@ -216,10 +213,10 @@ class Transcribing:
         return self.encoder.embed(audios)
 
     def hear_and_embed(self, samples: np.ndarray, transcript: str | None = None,
-                       language: str | None = "en") -> tuple[Heard, np.ndarray]:
+                       language: str | None = "en") -> tuple[Transcription, np.ndarray]:
         """(what Whisper heard, (dim,) vector) of one 16 kHz clip: two separate models; a given transcript
         skips ASR."""
-        heard = self.asr.hear(samples, language) if transcript is None else Heard(transcript)
+        heard = self.asr.hear(samples, language) if transcript is None else Transcription(transcript)
         return heard, self.encoder.embed([samples])[0]
 
 
@@ -306,7 +303,7 @@ class Wav2Vec2AudioEncoder:
         audios = _check_audios(audios)
         size = self.config.batch_size if self.batched else 1
         rows = [self._embed_batch(batch) for batch in _batches(audios, size)]
-        return _to_numpy(torch.cat(rows)) if rows else np.zeros((0, self.dim), np.float32)
+        return as_float32(torch.cat(rows)) if rows else np.zeros((0, self.dim), np.float32)
 
 
 class HFTextEncoder:
@@ -333,7 +330,7 @@ class HFTextEncoder:
         """(N, dim) vectors of transcripts (`""` gives the [CLS] [SEP] vector)."""
         texts = _check_texts(texts)
         rows = [self._embed_batch(list(batch)) for batch in _batches(texts, self.config.batch_size * 4)]
-        return _to_numpy(torch.cat(rows)) if rows else np.zeros((0, self.dim), np.float32)
+        return as_float32(torch.cat(rows)) if rows else np.zeros((0, self.dim), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -380,13 +377,13 @@ def load_audio_encoder(name: str, whisper: WhisperBackbone | None = None,
     return Wav2Vec2AudioEncoder(name, model, config, device)
 
 
-def transcribing(encoder: AudioEncoder, whisper: str | None = None, device: str | None = None) -> SpeechEncoder:
+def speech_encoder(encoder: AudioEncoder, whisper: str | None = None, device: str | None = None) -> SpeechEncoder:
     """`encoder`, able to transcribe: itself when it runs on the Whisper asked for (`whisper` None: its own),
     else paired with a separately loaded Whisper (`whisper`, default "base")."""
     own = whisper_model_of(encoder.name)
     if own is not None and whisper in (None, own):
         return encoder  # a WhisperEncoder: one model, and one window pass where its pooling allows
-    return Transcribing(encoder, whisper or "base", device)
+    return PairedWithWhisper(encoder, whisper or "base", device)
 
 
 def whisper_model_of(audio_encoder: str) -> str | None:

@@ -29,6 +29,9 @@ CONFIG_FILE = "config.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# The encoders a checkpoint reads when its config names none, and the trainer's defaults (amber2.encoders).
+DEFAULT_AUDIO_ENCODER = "whisper-base"
+DEFAULT_TEXT_ENCODER = "minilm-l6"
 STD_FLOOR = 1e-6   # a feature whose spread is below this is constant: it is centred, not scaled
 
 
@@ -83,8 +86,8 @@ class AmbER2Config:
     fusion_dim: int = 256          # width of the gated fusion (GMU) output
     dropout: float = 0.1
     head_layers: int = 1           # hidden layers per head; 1 is the paper's two-layer MLP
-    audio_encoder: str = "whisper-base"
-    text_encoder: str = "minilm-l6"
+    audio_encoder: str = DEFAULT_AUDIO_ENCODER
+    text_encoder: str = DEFAULT_TEXT_ENCODER
     provenance: dict = field(default_factory=dict)   # how the weights were made (method, lambda, kappa, ...)
     # head key -> temperature fitted on validation items (amber2.calibration); a head not listed reads at 1
     temperatures: dict = field(default_factory=dict)

@@ -3,7 +3,7 @@
 Whisper writes the transcript; the checkpoint's audio encoder makes the audio vector (for the demo model,
 `whisper-base/L2+3+4-mean-loudnorm`: the same Whisper's blocks 2-4 run on the clip's own frames, pooled; for a
 `whisper-base` checkpoint, the very encoder pass the transcript is decoded from, pooled over the clip's frames,
-so one pass serves both: `amber2.encoders.transcribing` decides); the text vector comes from the transcript;
+so one pass serves both: `amber2.encoders.speech_encoder` decides); the text vector comes from the transcript;
 the AmbER² heads turn the two vectors into the audio, text and fused distributions.
 
 The models load once per `Analyzer` and are reused; calls are serialised by a lock, so one `Analyzer` can
@@ -15,7 +15,7 @@ Choices where the paper is silent:
   one after the other), the audio vector the first 30 s (as in training, `amber2.encoders`).
 - A given transcript is used as is (surrounding whitespace stripped); ASR is skipped (so nothing is known
   of speech or language: `no_speech_prob` and `language` are None, `speech_heard` True).
-- Whisper tells whether speech was heard and in which language (`amber2.asr.Heard`, its thresholds named
+- Whisper tells whether speech was heard and in which language (`amber2.asr.Transcription`, its thresholds named
   there); without speech it writes no words (as `whisper.transcribe` drops such windows).
 - No words (an empty transcript, given or heard) mean no words reading: `has_words` is False, the text
   distribution is uniform (the words tell nothing, rather than the heads' reading of an empty input, which
@@ -36,7 +36,7 @@ import torch
 from amber2.asr import LANGUAGE_SURE
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
 from amber2.files import ASSETS
-from amber2.encoders import load_audio_encoder, load_text_encoder, transcribing
+from amber2.encoders import load_audio_encoder, load_text_encoder, speech_encoder
 from amber2.heads import FIELDS, TABLE, get_head
 from amber2.labels import entropy
 from amber2.metrics import js_distance
@@ -162,7 +162,7 @@ class Analyzer:
         # An audio encoder that also transcribes: a Whisper encoder lends its own Whisper when it is the one
         # asked for (one window pass serves both where its pooling allows); any other encoder is paired
         # with a separately loaded Whisper, loaded on first need.
-        self.audio_encoder = transcribing(load_audio_encoder(self.model.audio_encoder, device=device),
+        self.audio_encoder = speech_encoder(load_audio_encoder(self.model.audio_encoder, device=device),
                                           whisper, device)
         self.text_encoder = load_text_encoder(self.model.text_encoder, device=device)
         for role, encoder, dim in (("audio", self.audio_encoder, self.model.audio_dim),

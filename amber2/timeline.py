@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from amber2.asr import Said
+from amber2.asr import WhisperSegment
 from amber2.audio import HOP_LENGTH, SAMPLE_RATE, AudioLimits, frame_energy, load_audio
 from amber2.heads import FIELDS
 from amber2.labels import entropy
@@ -111,7 +111,8 @@ class Timeline:
 # Planning the segments (pure: Whisper's segments and the sound's level in, (start, end, text) out)
 
 
-def sound_spans(samples: np.ndarray, said: list[Said], cfg: TimelineConfig = TimelineConfig()) -> list[Said]:
+def sound_spans(samples: np.ndarray, said: list[WhisperSegment], cfg: TimelineConfig = TimelineConfig()
+                ) -> list[WhisperSegment]:
     """Whisper's segments trimmed to where there is sound: Whisper's times drift over pauses (a segment may
     swallow seconds of silence after it). A frame is sound when it is at most `cfg.silence_db` below the
     recording's speech level; a segment without any sound is dropped (words heard in silence are invented)."""
@@ -131,39 +132,40 @@ def sound_spans(samples: np.ndarray, said: list[Said], cfg: TimelineConfig = Tim
     return out
 
 
-def _split(s: Said, max_len: float) -> list[Said]:
+def _split(s: WhisperSegment, max_len: float) -> list[WhisperSegment]:
     """`s` cut into equal parts of at most `max_len` s, its words shared out in proportion to time."""
     n = math.ceil((s.end - s.start) / max_len - 1e-9)
     if n <= 1:
         return [s]
     words, step = s.text.split(), (s.end - s.start) / n
     cuts = [round(len(words) * i / n) for i in range(n + 1)]
-    return [Said(s.start + i * step, s.start + (i + 1) * step, " ".join(words[cuts[i]:cuts[i + 1]]))
+    return [WhisperSegment(s.start + i * step, s.start + (i + 1) * step, " ".join(words[cuts[i]:cuts[i + 1]]))
             for i in range(n)]
 
 
-def _join(spans: list[Said], cfg: TimelineConfig) -> list[Said]:
+def _join(spans: list[WhisperSegment], cfg: TimelineConfig) -> list[WhisperSegment]:
     """Neighbouring pieces joined while one of them is shorter than `min_segment`, they are at most
     `join_gap` apart and together no longer than `max_segment`."""
-    out: list[Said] = []
+    out: list[WhisperSegment] = []
     for s in spans:
         if out:
             g = out[-1]
             short = min(g.end - g.start, s.end - s.start) < cfg.min_segment
             if short and s.start - g.end <= cfg.join_gap and s.end - g.start <= cfg.max_segment:
-                out[-1] = Said(g.start, s.end, f"{g.text} {s.text}".strip())
+                out[-1] = WhisperSegment(g.start, s.end, f"{g.text} {s.text}".strip())
                 continue
         out.append(s)
     return out
 
 
-def plan_segments(spans: list[Said], duration: float, cfg: TimelineConfig = TimelineConfig()) -> list[Said]:
+def plan_segments(spans: list[WhisperSegment], duration: float, cfg: TimelineConfig = TimelineConfig()
+                  ) -> list[WhisperSegment]:
     """Segments that tile [0, duration] in order: the speech `spans` (sorted, within the file) joined or
     split to about `min_segment`-`max_segment` s, and between them segments with no text ("") wherever at
     least `min_silence` s hold no words (cut to at most `max_segment` s). A shorter pause is shared between
     its neighbours; a short speech segment first takes what it needs to reach `min_segment` from the
     pauses beside it."""
-    speech: list[Said] = []
+    speech: list[WhisperSegment] = []
     for s in sorted(spans, key=lambda s: s.start):
         start = max(s.start, speech[-1].end if speech else 0.0)
         end = min(s.end, duration)
@@ -197,7 +199,8 @@ def plan_segments(spans: list[Said], duration: float, cfg: TimelineConfig = Time
             ends[left] = cut_l
         if right < len(speech):
             starts[right] = cut_r
-    out = [Said(a, b, "") for a, b in silent] + [Said(a, b, s.text) for a, b, s in zip(starts, ends, speech)]
+    out = ([WhisperSegment(a, b, "") for a, b in silent]
+           + [WhisperSegment(a, b, s.text) for a, b, s in zip(starts, ends, speech)])
     return [s for s in sorted(out, key=lambda s: s.start) if s.end > s.start]
 
 
@@ -215,7 +218,7 @@ def analyze_timeline(analyzer: "Analyzer", audio: Any, cfg: TimelineConfig = Tim
     samples = load_audio(audio, limits=cfg.limits)
     duration = len(samples) / SAMPLE_RATE
     report(0.0, f"Whisper is listening to {_clock(duration)} of audio…")
-    said: list[Said] = []
+    said: list[WhisperSegment] = []
     first = None
     windows = analyzer.asr.heard_windows(samples, analyzer.config.language)
     while True:
@@ -237,7 +240,7 @@ def analyze_timeline(analyzer: "Analyzer", audio: Any, cfg: TimelineConfig = Tim
     return Timeline(duration, segments, summarize(segments, analyzer, hearing), list(analyzer.classes), source)
 
 
-def _score_segments(analyzer: "Analyzer", samples: np.ndarray, plan: list[Said], hearing: dict,
+def _score_segments(analyzer: "Analyzer", samples: np.ndarray, plan: list[WhisperSegment], hearing: dict,
                     report: Progress, batch_size: int = 16) -> list[Segment]:
     """Audio vectors of each planned segment's own samples, then the heads, `batch_size` segments a step;
     the segments in time order."""

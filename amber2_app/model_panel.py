@@ -121,14 +121,15 @@ def describe(source: str, config: dict, card: str | None = None,
         lines.append(f"- **Trained on:** {prov['dataset']}{counts}.")
     if "method" in prov:
         lines.append(f"- **Training method:** {METHOD_DESCRIPTIONS.get(prov['method'], prov['method'])}.")
-    kappa, lam = prov.get("kappa", hyper.get("kappa")), prov.get("lambda_mai", hyper.get("lambda_mai"))
-    if kappa is not None or lam is not None:
+    kappa = prov.get("kappa", hyper.get("kappa"))
+    lambda_mai = prov.get("lambda_mai", hyper.get("lambda_mai"))
+    if kappa is not None or lambda_mai is not None:
         said = []
         if kappa is not None:
             said.append(f"κ = {_number(kappa)} (how strongly the fused head favours the expert closer to "
                         "the raters)")
-        if lam is not None:
-            said.append(f"λ = {_number(lam)} (how much the fused head learns from the two experts)")
+        if lambda_mai is not None:
+            said.append(f"λ = {_number(lambda_mai)} (how much the fused head learns from the two experts)")
         lines.append(f"- **Settings chosen by cross-validation:** {'; '.join(said)}.")
     if "val_js" in prov:
         lines.append(f"- **Distance from the raters on the kept-aside items:** {_number(prov['val_js'])} "

@@ -301,7 +301,8 @@ def test_speech_heard_is_whispers_own_rule():
     assert not asr.speech_heard(0.85, -1.6)        # white noise, as measured with base
     assert asr.speech_heard(0.85, -0.5)            # confident text is kept, as whisper.transcribe does
     assert asr.speech_heard(None) and asr.speech_heard(float("nan"))   # not measured: trust the words
-    assert not asr.Heard("", no_speech_prob=0.9, avg_logprob=-2.0).speech and asr.Heard("given words").speech
+    assert not asr.Transcription("", no_speech_prob=0.9, avg_logprob=-2.0).speech
+    assert asr.Transcription("given words").speech
 
 
 def test_transcription_language_follows_a_sure_detection_only():

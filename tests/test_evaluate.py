@@ -1,4 +1,4 @@
-"""train.evaluate, train.anchors, train.scoring: spectral tilt, UAR, AUC and the eGeMAPS anchor on synthetic data;
+"""train.evaluate, train.baselines, train.scoring: spectral tilt, UAR, AUC and the eGeMAPS anchor on synthetic data;
 `python -m train evaluate` end to end on a tiny checkpoint and an EMOVO-format folder of espeak-ng clips (real
 Whisper, MiniLM, opensmile); the text head on a 7-sentence TSV with its TF-IDF anchor trained on a tiny
 EmotionLines folder (real MiniLM)."""
@@ -17,7 +17,7 @@ from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
 from amber2.model import AmbER2Model
 from train.__main__ import main
 import train.evaluate as evaluate_module
-from train.anchors import egemaps_anchor, spectral_tilt
+from train.baselines import egemaps_anchor, spectral_tilt
 from train.evaluate import anchor_corpora, evaluate_sentences, parse_anchors
 from train.workflow import RunError
 from train.scoring import angry_neutral_auc, uar

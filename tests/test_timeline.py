@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from amber2.asr import Said
+from amber2.asr import WhisperSegment
 from amber2.audio import SAMPLE_RATE, AudioError
 from amber2.timeline import TimelineConfig, plan_segments, sound_spans
 from conftest import RAVDESS, synthesize
@@ -91,7 +91,8 @@ def assert_tiles(segments, duration: float) -> None:
 
 
 def test_plan_tiles_the_file_and_marks_the_silence_between():
-    spans = [Said(0.4, 3.0, "one"), Said(3.2, 4.0, "two"), Said(12.0, 40.0, "a b c d e f"), Said(41.0, 41.5, "end")]
+    spans = [WhisperSegment(0.4, 3.0, "one"), WhisperSegment(3.2, 4.0, "two"),
+             WhisperSegment(12.0, 40.0, "a b c d e f"), WhisperSegment(41.0, 41.5, "end")]
     plan = plan_segments(spans, 50.0, CFG)
     assert_tiles(plan, 50.0)
     texts = [s.text for s in plan]
@@ -113,7 +114,7 @@ def test_plan_of_a_recording_without_words_is_silent_segments():
 
 
 def test_short_pauses_go_to_their_neighbours():
-    plan = plan_segments([Said(0.5, 5.0, "a"), Said(5.6, 9.0, "b")], 9.8, CFG)
+    plan = plan_segments([WhisperSegment(0.5, 5.0, "a"), WhisperSegment(5.6, 9.0, "b")], 9.8, CFG)
     assert [s.text for s in plan] == ["a", "b"]
     assert plan[0].start == 0 and plan[0].end == pytest.approx(5.3) and plan[1].end == 9.8
 
@@ -121,7 +122,8 @@ def test_short_pauses_go_to_their_neighbours():
 def test_sound_spans_trims_whispers_drift_over_silence():
     speech = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE) * 0.05)).astype(np.float32)
     audio = np.concatenate([speech, np.zeros(8 * SAMPLE_RATE, np.float32)])
-    trimmed = sound_spans(audio, [Said(0.0, 11.0, "words"), Said(5.0, 10.0, "heard in silence")], CFG)
+    trimmed = sound_spans(audio, [WhisperSegment(0.0, 11.0, "words"), WhisperSegment(5.0, 10.0, "heard in silence")],
+                          CFG)
     assert len(trimmed) == 1 and trimmed[0].end == pytest.approx(3.0 + CFG.margin, abs=0.05)
 
 

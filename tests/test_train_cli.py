@@ -341,9 +341,9 @@ def test_inspect_subcommand_is_delegated(shared_dir, capsys, tmp_path):
 
 @pytest.mark.parametrize("command", ["run", "demo", "evaluate", "inspect"])
 def test_every_flag_says_what_it_does(command):
-    from train import demo, evaluate, inspect, run
+    from train import corpus_summary, demo, evaluate, run
 
-    parser = {"run": run, "demo": demo, "evaluate": evaluate, "inspect": inspect}[command].build_parser()
+    parser = {"run": run, "demo": demo, "evaluate": evaluate, "inspect": corpus_summary}[command].build_parser()
     for action in parser._actions:
         if action.dest != "help":
             said = re.sub(r"\(default[^)]*\)", "", action.help or "")

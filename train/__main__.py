@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                   "without a launcher", file=sys.stderr)
             return 2
     if command == "inspect":
-        from train.inspect import main as inspect_main
+        from train.corpus_summary import main as inspect_main
 
         return inspect_main(argv)
     if command == "demo":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from amber2.errors import UserError, one_line
+from amber2.model import DEFAULT_AUDIO_ENCODER, DEFAULT_TEXT_ENCODER
 
 log = logging.getLogger("train")
 
@@ -136,8 +137,8 @@ def protocol_from_args(args: argparse.Namespace):
     return ProtocolConfig(**values)
 
 
-def add_output_flags(parser: argparse.ArgumentParser, cache_default: Path, audio_encoder: str = "whisper-base",
-                     text_encoder: str = "minilm-l6",
+def add_output_flags(parser: argparse.ArgumentParser, cache_default: Path, audio_encoder: str = DEFAULT_AUDIO_ENCODER,
+                     text_encoder: str = DEFAULT_TEXT_ENCODER,
                      cache_help: str = "folder where extracted features are cached and reused by later runs") -> None:
     """Flags shared by `run` and `demo`: encoders, cache, final model, hub, progress."""
     parser.add_argument("--audio-encoder", default=audio_encoder,

@@ -17,11 +17,13 @@ import torch
 from amber2.arbitration import READINGS
 from amber2.errors import UserError
 from amber2.losses import HEADS, LossConfig, Scalar
+from amber2.metrics import DISTRIBUTION_METRICS, HIGHER_IS_BETTER
+from amber2.model import DEFAULT_AUDIO_ENCODER, DEFAULT_TEXT_ENCODER
 from amber2.paper import KAPPA_GRID, LAMBDA_MAI_GRID, LAMBDA_RAI
 
 # selection metric -> (amber2.metrics function group, higher is better)
-SELECTION = {"js": ("distribution", False), "bc": ("distribution", True), "r2": ("distribution", True),
-             "acc": ("classification", True), "f1": ("classification", True), "wf1": ("classification", True)}
+SELECTION = {m: ("distribution" if m in DISTRIBUTION_METRICS else "classification", HIGHER_IS_BETTER[m])
+             for m in ("js", "bc", "r2", "acc", "f1", "wf1")}
 
 
 class ProtocolError(UserError, ValueError):
@@ -156,7 +158,7 @@ class ProtocolConfig:
     @property
     def grid(self) -> list[tuple[float, float]]:
         """The AmbER² grid points (lambda_mai, kappa), lambda-major."""
-        return [(lam, kap) for lam in self.lambda_mai_grid for kap in self.kappa_grid]
+        return [(lambda_mai, kappa) for lambda_mai in self.lambda_mai_grid for kappa in self.kappa_grid]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -187,8 +189,8 @@ class ProtocolData:
     classes: tuple[str, ...] = ()
     label_space: str = "custom"
     ids: np.ndarray | None = None
-    audio_encoder: str = "whisper-base"
-    text_encoder: str = "minilm-l6"
+    audio_encoder: str = DEFAULT_AUDIO_ENCODER
+    text_encoder: str = DEFAULT_TEXT_ENCODER
     # (N, H) weight of each head's rater term per item, columns in HEADS order (None: all ones). An item whose
     # label describes one modality only (a voice's label paired with other words, train.pairing) has 0 for the
     # head that reads the other modality, so that head is not taught a label its input does not carry.
@@ -279,7 +281,7 @@ def fold_runs(cfg: ProtocolConfig) -> list[RunSpec]:
     """The runs of one fold, seed-major: every grid point of AmbER², then the baseline, for each seed."""
     runs = []
     for seed in cfg.seeds:
-        runs += [RunSpec(seed, "amber2", lam, kap) for lam, kap in cfg.grid]
+        runs += [RunSpec(seed, "amber2", lambda_mai, kappa) for lambda_mai, kappa in cfg.grid]
         if cfg.include_baseline:
             runs.append(RunSpec(seed, "cbce"))
     return runs

@@ -38,6 +38,7 @@ import numpy as np
 
 from amber2.errors import UserError
 from amber2.files import ASSETS, SHARED, cache_root
+from amber2.model import DEFAULT_TEXT_ENCODER
 from train.cli import (LOSS_FIELDS, add_output_flags, add_protocol_flags, configure_logging, guarded, loss_name,
                        protocol_from_args, redact_command)
 from train.datasets import LICENCES as CORPUS_LICENCES
@@ -223,7 +224,7 @@ DEMO_PROTOCOL = {"n_folds": 5, "seeds": (0, 1, 2), "max_epochs": 30}
 VOICE_CORPORA = ("ravdess", "nemo")     # the demo's voice items, by id prefix; the rest are text items
 TRANSFER_AT = (0.3, 8.0)                 # (lambda_MAI, kappa) the shipped demo model was trained at
 DEMO_AUDIO_ENCODER = "whisper-base/L2+3+4-mean-loudnorm-bf16"
-DEMO_TEXT_ENCODER = "minilm-l6"
+DEMO_TEXT_ENCODER = DEFAULT_TEXT_ENCODER
 DEMO_CORPORA = ("ravdess", "nemo", "emotionlines", "goemotions")
 LICENCES = [*(CORPUS_LICENCES[name] for name in DEMO_CORPORA),
             "The texts and labels of EmotionLines and GoEmotions were used for training only and are not "

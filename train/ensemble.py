@@ -160,8 +160,8 @@ def _input_stats(models: Sequence[torch.nn.Module], device: torch.device, dtype:
     if any(not all(torch.equal(a, b) for a, b in zip(s, sets[0])) for s in sets[1:]):
         raise ProtocolError("FastEnsemble trains runs that read their inputs alike: the models' input "
                             "statistics differ; train them in separate ensembles or with --ensemble generic")
-    am, sa, tm, st = sets[0]
-    if not (am.any() or tm.any()) and bool((sa == 1).all()) and bool((st == 1).all()):
+    audio_mean, audio_std, text_mean, text_std = sets[0]
+    if not (audio_mean.any() or text_mean.any()) and bool((audio_std == 1).all()) and bool((text_std == 1).all()):
         return None
     return tuple(t.to(device, dtype) for t in sets[0])
 
@@ -310,8 +310,8 @@ class FastEnsemble:
         (B, Da) / (B, Dt): the same rows for every run. Returns (logits, cache for `backward`)."""
         p, R, F = self.params, self.R, self.F
         if self._stats is not None:     # the models' own input statistics, as AmbER2Model.forward applies them
-            am, sa, tm, st = self._stats
-            xa, xt = standardize(xa, am, sa), standardize(xt, tm, st)
+            audio_mean, audio_std, text_mean, text_std = self._stats
+            xa, xt = standardize(xa, audio_mean, audio_std), standardize(xt, text_mean, text_std)
         xa, xt = xa.to(self.matmul_dtype), xt.to(self.matmul_dtype)
         if not self._low:
             if xa.dim() == 2:   # the same rows for all runs: one broadcast product, no copies
@@ -328,14 +328,14 @@ class FastEnsemble:
                 outs.append(torch.add(p[b], prod))
             oa, ot = outs
         B = oa.shape[-1]
-        oa4, ot4 = oa.view(R, self.width, B), ot.view(R, self.width, B)
-        ha = oa4[:, :F].tanh_()
-        ht = ot4[:, :F].tanh_()
-        g = oa4[:, F:2 * F].add_(ot4[:, F:2 * F]).sigmoid_()
+        out_a, out_t = oa.view(R, self.width, B), ot.view(R, self.width, B)
+        ha = out_a[:, :F].tanh_()
+        ht = out_t[:, :F].tanh_()
+        g = out_a[:, F:2 * F].add_(out_t[:, F:2 * F]).sigmoid_()
         diff = ha - ht
         h = torch.addcmul(ht, g, diff)                       # g * ha + (1 - g) * ht
         z_at = torch.baddbmm(p["b_at1"], p["w_at1"], h)
-        hidden = [oa4[:, 2 * F:].relu_(), ot4[:, 2 * F:].relu_(), z_at.relu_()]
+        hidden = [out_a[:, 2 * F:].relu_(), out_t[:, 2 * F:].relu_(), z_at.relu_()]
         scale = 1.0
         if train and self.keep < 1.0:
             # the 1/keep rescaling of the survivors is applied to the small (R, C, B) product instead
@@ -379,9 +379,9 @@ class FastEnsemble:
         dht = dh.sub_(dha)                                   # dh * (1 - g); dh is not needed any more
         aten.tanh_backward.grad_input(dha, ha, grad_input=doa[:, :F])
         aten.tanh_backward.grad_input(dht, ht, grad_input=dot[:, :F])
-        doa3, dot3 = doa.view(self.S, self.P * self.width, B), dot.view(self.S, self.P * self.width, B)
+        grad_a_rows, grad_t_rows = doa.view(self.S, self.P * self.width, B), dot.view(self.S, self.P * self.width, B)
         xa, xt = cache["xa"], cache["xt"]
-        for d, x, name in ((doa3, xa, "w_a"), (dot3, xt, "w_t")):
+        for d, x, name in ((grad_a_rows, xa, "w_a"), (grad_t_rows, xt, "w_t")):
             if self._low:
                 d, low = d.to(self.matmul_dtype), self._low_grad[name]
                 grads[name].copy_(torch.matmul(d, x, out=low) if x.dim() == 2 else _grouped(torch.mm, d, x, out=low))
@@ -389,8 +389,8 @@ class FastEnsemble:
                 torch.matmul(d, x, out=grads[name])
             else:
                 _grouped(torch.mm, d, x, out=grads[name])
-        torch.sum(doa3, dim=2, keepdim=True, out=grads["b_a"])
-        torch.sum(dot3, dim=2, keepdim=True, out=grads["b_t"])
+        torch.sum(grad_a_rows, dim=2, keepdim=True, out=grads["b_a"])
+        torch.sum(grad_t_rows, dim=2, keepdim=True, out=grads["b_t"])
         grads["b_t"].view(R, self.width, 1).masked_fill_(self._text_gate_rows, 0.0)
 
     @torch.no_grad()

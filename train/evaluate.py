@@ -15,7 +15,7 @@ say what the number is worth:
 Output (OUT, default runs/evaluate-<dataset>, train.evaluation_report): evaluation.json (every number),
 evaluation.md (the table) and confusion.png (the audio head's confusion matrix: rows true, columns predicted).
 Whisper vectors share the trainer's feature cache (--cache-dir); eGeMAPS vectors are cached beside them, keyed
-by the file's sha1. The anchors themselves are train.anchors; the scores, train.scoring.
+by the file's sha1. The anchors themselves are train.baselines; the scores, train.scoring.
 
 The TEXT head, on plain written sentences:
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from amber2.files import ASSETS, ROOT, SHARED
-from train.anchors import egemaps_anchor, egemaps_features, spectral_tilt, tfidf_anchor
+from train.baselines import egemaps_anchor, egemaps_features, spectral_tilt, tfidf_anchor
 from train.evaluation_report import text_report, write_outputs
 from train.cli import configure_logging, guarded
 from train.eval_sets import (load_checkpoint, load_sentences, load_voices, model_name, text_head_probs,

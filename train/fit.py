@@ -41,15 +41,15 @@ class EnsembleLoss:
             idx = [r for r, run in enumerate(runs) if run.method == method]
             if idx:
                 self.methods[method] = torch.tensor(idx, device=device)
-        am = [runs[r] for r in self.methods.get("amber2", torch.tensor([])).tolist()]
-        self.lam = torch.tensor([r.lambda_mai for r in am], dtype=torch.float32, device=device)
-        self.kap = torch.tensor([r.kappa for r in am], dtype=torch.float32, device=device)
+        amber2_runs = [runs[r] for r in self.methods.get("amber2", torch.tensor([])).tolist()]
+        self.lambda_mai = torch.tensor([r.lambda_mai for r in amber2_runs], dtype=torch.float32, device=device)
+        self.kappa = torch.tensor([r.kappa for r in amber2_runs], dtype=torch.float32, device=device)
         if "cbce" in self.methods and class_weights is None:
             raise ProtocolError("the CB-CE runs need class weights")
         self.class_weights = None if class_weights is None else class_weights.to(device)
 
-        def amber2_run(la, lt, lat, y, heads, lam, kap):
-            return training_loss({"A": la, "T": lt, "AT": lat}, y, cfg.loss_config(lam, kap),
+        def amber2_run(la, lt, lat, y, heads, lambda_mai, kappa):
+            return training_loss({"A": la, "T": lt, "AT": lat}, y, cfg.loss_config(lambda_mai, kappa),
                                  head_weight=heads)[0]
 
         def cbce_run(la, lt, lat, y, heads, weights):
@@ -73,7 +73,7 @@ class EnsembleLoss:
         losses = torch.zeros(self.R, device=y.device)
         for method, idx in self.methods.items():
             args = [t.index_select(0, idx) for t in (*leaves, y_runs, h_runs)]
-            part = self._amber2(*args, self.lam, self.kap) if method == "amber2" else self._cbce(
+            part = self._amber2(*args, self.lambda_mai, self.kappa) if method == "amber2" else self._cbce(
                 *args, self.class_weights)
             losses = losses.index_add(0, idx, part)
         grads = torch.autograd.grad(losses.sum(), leaves)
@@ -140,7 +140,7 @@ def train_ensemble(ens: Ensemble, runs: Sequence[RunSpec], tensors: dict[str, Te
     loss_fn = EnsembleLoss(runs, cfg, class_weights, dev)
     opt = _optimizer(list(ens.params.values()), cfg)
     best = {n: t.detach().clone() for n, t in ens.params.items()}
-    gens = [torch.Generator().manual_seed(int(s)) for s in shuffle_seeds]
+    generators = [torch.Generator().manual_seed(int(s)) for s in shuffle_seeds]
     fit_t = torch.as_tensor(fit_idx, device=dev)
     val_t = torch.as_tensor(val_idx, device=dev)
     audio_val, text_val = tensors["audio"][val_t], tensors["text"][val_t]
@@ -151,7 +151,7 @@ def train_ensemble(ens: Ensemble, runs: Sequence[RunSpec], tensors: dict[str, Te
     n = len(fit_idx)
     head_weight = tensors.get("head_weight")
     for epoch in range(cfg.max_epochs):
-        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)   # (S, n)
+        order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(dev)   # (S, n)
         for start in range(0, n, cfg.batch_size):
             rows = fit_t[order[:, start:start + cfg.batch_size]].reshape(-1)
             b = rows.numel() // S

@@ -137,9 +137,9 @@ def _selection_table(data: dict) -> str:
     rows = []
     for fold in data["folds"]:
         sel = fold["selection"]
-        am = sel.get("amber2", {})
+        chosen = sel.get("amber2", {})
         rows.append([str(fold["fold"]), str(fold["n_test"]), str(fold["n_val"]),
-                     f"{am.get('lambda_mai')}", f"{am.get('kappa')}", _number(am.get("score")),
+                     f"{chosen.get('lambda_mai')}", f"{chosen.get('kappa')}", _number(chosen.get("score")),
                      _number(sel.get("cbce", {}).get("score"))])
     metric = data["config"]["selection_metric"]
     return _table(["Test fold", "test items", "validation items", "λ_MAI", "κ",

@@ -14,6 +14,7 @@ import numpy as np
 
 from amber2.errors import UserError
 from amber2.files import cache_root
+from amber2.model import DEFAULT_AUDIO_ENCODER, DEFAULT_TEXT_ENCODER
 from train.datasets import LICENCES
 
 log = logging.getLogger("train")
@@ -33,8 +34,8 @@ class RunConfig:
     """Where things are read and written, and which encoders embed them (not the protocol's numbers)."""
 
     out: Path
-    audio_encoder: str = "whisper-base"
-    text_encoder: str = "minilm-l6"
+    audio_encoder: str = DEFAULT_AUDIO_ENCODER
+    text_encoder: str = DEFAULT_TEXT_ENCODER
     cache_dir: Path = field(default_factory=default_feature_cache)
     feature_batch_size: int = 8
     final_seed: int | None = None

@@ -13,7 +13,7 @@ import pytest
 
 from corpus_fixtures import build_iemocap, build_msp_podcast
 from train.datasets import load_dataset
-from train.inspect import main
+from train.corpus_summary import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,12 +85,12 @@ def test_inspect_errors_are_one_line_with_exit_status_2(releases, tmp_path, caps
 
 def test_module_entry_points_run(releases, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for module in (["-m", "train.inspect"], ["-m", "train", "inspect"]):
+    for module in (["-m", "train.corpus_summary"], ["-m", "train", "inspect"]):
         done = subprocess.run([sys.executable, *module, "--dataset", "iemocap", "--root", str(releases["iemocap"]),
                                "--csv", str(tmp_path / "x.csv")], capture_output=True, text=True, env=env,
                               cwd=ROOT, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "iemocap: 39 items" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "train.inspect", "--dataset", "msp-podcast", "--root",
+    bad = subprocess.run([sys.executable, "-m", "train.corpus_summary", "--dataset", "msp-podcast", "--root",
                           str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "unknown MSP-Podcast layout" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,7 +1,7 @@
 """`python -m train inspect`: what a corpus holds before training on it (classes, folds, ambiguity, skips).
 
     python -m train inspect --dataset iemocap --root /data/IEMOCAP_full_release [--csv items.csv]
-    python -m train.inspect --dataset csv --root votes.csv --space demo7
+    python -m train.corpus_summary --dataset csv --root votes.csv --space demo7
 """
 from __future__ import annotations
 
