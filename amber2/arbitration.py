@@ -22,8 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from amber2.calibration import apply_temperature
+from amber2.heads import HEADS
 
 READINGS = ("student", "arbitrated")
+VOICE, WORDS, STUDENT = "A", "T", "AT"     # the heads it reads, by key (amber2.heads)
 _EPS = 1e-12
 
 
@@ -58,11 +60,11 @@ def arbitrate(audio: np.ndarray, text: np.ndarray, student: np.ndarray, kappa: f
 
 def fit_reading_temperature(calibrated: np.ndarray, kappa: float | np.ndarray, y: np.ndarray) -> np.ndarray:
     """The temperature of the arbitrated reading, fitted like a head's (`amber2.calibration.fit_temperature`):
-    (..., 3, N, C) calibrated probabilities of heads A, T, AT on validation items, one kappa per leading
-    index, (N, C) rater distributions -> (...)."""
+    (..., H, N, C) calibrated probabilities of every head (HEADS order) on validation items, one kappa per
+    leading index, (N, C) rater distributions -> (...)."""
     from amber2.calibration import fit_temperature
 
     calibrated = np.asarray(calibrated, dtype=np.float64)
     kappa = np.asarray(kappa, dtype=np.float64)[..., None]     # one per run, broadcast over items
-    mixed = arbitrate(calibrated[..., 0, :, :], calibrated[..., 1, :, :], calibrated[..., 2, :, :], kappa)
+    mixed = arbitrate(*(calibrated[..., HEADS.index(h), :, :] for h in (VOICE, WORDS, STUDENT)), kappa)
     return fit_temperature(mixed, y)

@@ -17,18 +17,24 @@ class Head:
     label: str   # a summary table's row
     short: str   # a chart legend: one line on a phone
     color: str
+    reads: str   # what the network feeds it: "audio", "text" or "fusion" (the gated fusion of both)
+    paper: str   # its row in the paper's tables
 
 
 # Okabe-Ito colours: told apart by colour-blind visitors too, and fixed per head across every figure.
 # The audio head hears the voice, the text head reads the words.
+# A head added here (a key, a field, its words, what it reads) is built by the model, trained and scored by
+# the protocol, drawn by the charts and kept by the rooms; the paper's student/expert roles name heads by key.
 TABLE: tuple[Head, ...] = (
-    Head("A", "audio", "Voice (audio)", "Voice", "#E69F00"),
-    Head("T", "text", "Words (text)", "Words", "#0072B2"),
-    Head("AT", "fused", "Fused (both)", "Fused", "#009E73"),
+    Head("A", "audio", "Voice (audio)", "Voice", "#E69F00", "audio", "Audio (p_A)"),
+    Head("T", "text", "Words (text)", "Words", "#0072B2", "text", "Text (p_T)"),
+    Head("AT", "fused", "Fused (both)", "Fused", "#009E73", "fusion", "Audio + Text (p_A+T)"),
 )
+INPUTS = ("audio", "text", "fusion")     # what a head can read
 HEADS: tuple[str, ...] = tuple(h.key for h in TABLE)     # the order of every per-head structure
 FIELDS: tuple[str, ...] = tuple(h.field for h in TABLE)
 _BY_NAME = {name: h for h in TABLE for name in (h.key, h.field)}
+assert all(h.reads in INPUTS for h in TABLE) and len(_BY_NAME) == 2 * len(TABLE), "heads.TABLE: bad entry"
 
 
 def get_head(name: str) -> Head:

@@ -19,9 +19,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as load_safetensors
 from torch import Tensor, nn
 
-from amber2.arbitration import READINGS, arbitrate
+from amber2.arbitration import READINGS, STUDENT, VOICE, WORDS, arbitrate
 from amber2.errors import UserError
-from amber2.heads import HEADS
+from amber2.heads import HEADS, TABLE
 from amber2.paper import KAPPA_DEFAULT
 
 WEIGHTS_FILE = "model.safetensors"
@@ -152,9 +152,9 @@ class AmbER2Model(
         self.config = config
         self._hub_mixin_config = config     # what save_pretrained writes as config.json
         self.fusion = GatedFusion(config.audio_dim, config.text_dim, config.fusion_dim)
-        head_inputs = {"A": config.audio_dim, "T": config.text_dim, "AT": config.fusion_dim}
-        self.heads = nn.ModuleDict({h: mlp_head(head_inputs[h], config.hidden_dim, len(config.classes),
-                                                config.dropout, config.head_layers) for h in HEADS})
+        width = {"audio": config.audio_dim, "text": config.text_dim, "fusion": config.fusion_dim}
+        self.heads = nn.ModuleDict({h.key: mlp_head(width[h.reads], config.hidden_dim, len(config.classes),
+                                                    config.dropout, config.head_layers) for h in TABLE})
         for name, dim in (("audio", config.audio_dim), ("text", config.text_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
@@ -186,10 +186,12 @@ class AmbER2Model(
             buf.copy_(value)
 
     def forward(self, audio: Tensor, text: Tensor) -> dict[str, Tensor]:
-        """(B, audio_dim), (B, text_dim) -> logits {"A", "T", "AT"}, each (B, C)."""
+        """(B, audio_dim), (B, text_dim) -> logits of each head of `amber2.heads.TABLE` ("A", "T", "AT"), each
+        (B, C)."""
         a = standardize(audio, self.audio_mean, self.audio_std)
         t = standardize(text, self.text_mean, self.text_std)
-        return {"A": self.heads["A"](a), "T": self.heads["T"](t), "AT": self.heads["AT"](self.fusion(a, t))}
+        inputs = {"audio": a, "text": t, "fusion": self.fusion(a, t)}
+        return {h.key: self.heads[h.key](inputs[h.reads]) for h in TABLE}
 
     @torch.inference_mode()
     def predict(self, audio: Tensor, text: Tensor) -> dict[str, Tensor]:
@@ -213,9 +215,9 @@ class AmbER2Model(
             temperatures = self.config.temperatures
             probs = {h: torch.softmax(z / temperatures.get(h, 1.0), dim=-1) for h, z in self(audio, text).items()}
             if self.config.fused_reading == "arbitrated":
-                fused = arbitrate(*(probs[h].double().cpu().numpy() for h in HEADS), self.config.reading_kappa,
-                                  self.config.reading_temperature)
-                probs["AT"] = torch.from_numpy(fused).to(probs["AT"])
+                fused = arbitrate(*(probs[h].double().cpu().numpy() for h in (VOICE, WORDS, STUDENT)),
+                                  self.config.reading_kappa, self.config.reading_temperature)
+                probs[STUDENT] = torch.from_numpy(fused).to(probs[STUDENT])
             return {h: p[0] for h, p in probs.items()} if squeeze else probs
         finally:
             self.train(was_training)

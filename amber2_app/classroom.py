@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from amber2_app import explain
 from amber2.audio import load_audio
+from amber2.heads import TABLE
 from amber2.labels import entropy, votes_to_distribution
 from amber2.paper import KAPPA_DEFAULT
 from amber2.metrics import distribution_metrics
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the pipeline loads torch and Whisper; only start_round need
     from amber2.pipeline import Analyzer
 
 ROUND_METRICS = ("js", "bc", "r2")
-HEAD_WORDS = {"audio": "voice", "text": "words", "fused": "fused"}
+HEAD_WORDS = {h.field: h.short.lower() for h in TABLE}     # "voice", "words", "fused"
 
 
 def start_round(store: RoomStore, analyzer: Analyzer, audio: str | Path | None, transcript: str | None = None,

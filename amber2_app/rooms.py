@@ -34,13 +34,14 @@ import soundfile as sf
 
 from amber2.errors import UserError
 from amber2.audio import SAMPLE_RATE
+from amber2.heads import FIELDS
 from amber2.labels import LabelError, get_space
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off a projector without doubt
 DB_NAME = "rooms.sqlite3"
 CLIPS = "clips"
 SECRET_NAME = "secret.key"
-HEADS = ("audio", "text", "fused")
+HEADS = FIELDS     # the heads a round keeps, by the name an Analysis gives them (amber2.heads)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from amber2.heads import FIELDS, TABLE
+
 TRANSCRIPT_HEARD = "What Whisper heard"
 TRANSCRIPT_EDITED = "Your words (edited by you, not Whisper)"
 TRANSCRIPT_INFO = "Edit the words and press Enter: only the text and fused heads re-read them."
@@ -106,7 +108,7 @@ def waiting_message(seconds: float | None, long_from: float = 20.0) -> str:
 
 # ---- Emotion over time: a recording longer than a short clip gets a timeline (amber2.timeline) ----
 
-SEGMENT_COLUMNS = ["#", "time", "voice", "words", "fused", "voice vs words", "what was said"]
+SEGMENT_COLUMNS = ["#", "time", *(h.short.lower() for h in TABLE), "voice vs words", "what was said"]
 TIMELINE_HINT = "Click a segment on the timeline or in the table to read it."
 
 
@@ -126,13 +128,12 @@ def segment_table(segments, agreement: Sequence[str]) -> list[list]:
     rows = []
     for i, (s, level) in enumerate(zip(segments, agreement)):
         a = s.analysis
-        top = {f: f"{a.top(f)} {float(max(getattr(a, f))):.0%}" for f in ("audio", "text", "fused")}
+        top = {f: f"{a.top(f)} {float(max(getattr(a, f))):.0%}" for f in FIELDS}
         if not s.speech:
-            top = {"audio": "no speech", "text": "–", "fused": "–"}
+            top = {f: "–" for f in FIELDS} | {"audio": "no speech"}
         elif not a.has_words:
             top["text"] = "no words"
-        rows.append([i + 1, f"{_clock(s.start)}-{_clock(s.end)}", top["audio"], top["text"], top["fused"],
-                     level, a.transcript])
+        rows.append([i + 1, f"{_clock(s.start)}-{_clock(s.end)}", *(top[f] for f in FIELDS), level, a.transcript])
     return rows
 
 

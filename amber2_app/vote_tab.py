@@ -23,6 +23,7 @@ import numpy as np
 
 from amber2_app import charts
 from amber2.errors import UserError
+from amber2.heads import FIELDS, TABLE
 from amber2.paper import KAPPA_DEFAULT
 from amber2_app.classroom import round_summary, start_round
 from amber2_app.views import LEARN
@@ -69,7 +70,7 @@ def _teacher(value) -> Teacher | None:
 
 def metrics_markdown(summary: dict) -> str:
     """Each head against the class: JS distance, BC, R² (the labels and arrows of amber2.metrics)."""
-    head_names = {"audio": "Voice (p_A)", "text": "Words (p_T)", "fused": "Fused (p_AT)"}
+    head_names = {h.field: f"{h.short} (p_{h.key})" for h in TABLE}
     keys = ("js", "bc", "r2")
     lines = ["| head vs class | " + " | ".join(METRIC_LABELS[k] for k in keys) + " |",
              "|---|" + "---|" * len(keys)]
@@ -214,7 +215,7 @@ class VoteHandlers:
             votes = charts.placeholder_figure(classes, "No votes yet")
         else:
             votes = charts.votes_figure(classes, summary["counts"], summary["y"],
-                                        **({f"p_{h}": model[h] for h in ("audio", "text", "fused")} if model else {}))
+                                        **({f"p_{h}": model[h] for h in FIELDS} if model else {}))
         revealed = "metrics" in summary
         weights = metrics = sentence = gr.update()
         if revealed:

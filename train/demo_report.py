@@ -14,18 +14,18 @@ import numpy as np
 from amber2.files import ROOT
 
 
-# Held-out metrics per source: (label, head index in the predictions A=0 T=1 AT=2, metric); "invented" is the
+# Held-out metrics per source: (label, head key, metric); "invented" is the
 # share of items whose fused top class is neither the voice head's nor the words head's.
-VOICE_ROWS = (("voice head UAR", 0, "uar"), ("fused UAR", 2, "uar"), ("fused JS", 2, "js"),
-              ("fused top neither expert's", 2, "invented"))
-WORDS_ROWS = (("words head JS", 1, "js"), ("fused JS", 2, "js"), ("fused ACC", 2, "acc"))
+VOICE_ROWS = (("voice head UAR", "A", "uar"), ("fused UAR", "AT", "uar"), ("fused JS", "AT", "js"),
+              ("fused top neither expert's", "AT", "invented"))
+WORDS_ROWS = (("words head JS", "T", "js"), ("fused JS", "AT", "js"), ("fused ACC", "AT", "acc"))
 SOURCE_ROWS = {
     "ravdess": VOICE_ROWS, "nemo": VOICE_ROWS, "emotionlines": WORDS_ROWS, "goemotions": WORDS_ROWS,
-    "pair:voice-plain": (("voice head UAR", 0, "uar"), ("fused UAR", 2, "uar"),
-                         ("fused top neither expert's", 2, "invented")),
-    "pair:calm-voice-words": (("words head UAR", 1, "uar"), ("fused UAR", 2, "uar"),
-                              ("fused top neither expert's", 2, "invented")),
-    "pair:conflict": (("fused JS", 2, "js"), ("fused top neither expert's", 2, "invented")),
+    "pair:voice-plain": (("voice head UAR", "A", "uar"), ("fused UAR", "AT", "uar"),
+                         ("fused top neither expert's", "AT", "invented")),
+    "pair:calm-voice-words": (("words head UAR", "T", "uar"), ("fused UAR", "AT", "uar"),
+                              ("fused top neither expert's", "AT", "invented")),
+    "pair:conflict": (("fused JS", "AT", "js"), ("fused top neither expert's", "AT", "invented")),
 }
 
 
@@ -36,6 +36,7 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
     `predictions` is `ProtocolResult.predictions` (method -> (seeds, 3 heads, N, C)), aligned with `ids`."""
     from sklearn.metrics import recall_score
 
+    from amber2.heads import HEADS
     from amber2.metrics import all_metrics
     from train.fused_check import HeadReadings, invented
     from train.pairing import source_of
@@ -43,12 +44,13 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
     source = np.array([source_of(i) for i in ids])
     truth = y.argmax(1)
 
-    def score(heads: np.ndarray, head: int, m: np.ndarray, metric: str) -> float:
-        p = heads[head]
+    def score(heads: np.ndarray, head: str, m: np.ndarray, metric: str) -> float:
+        p = heads[HEADS.index(head)]
         if metric == "uar":
             return float(recall_score(truth[m], p[m].argmax(1), labels=np.unique(truth[m]), average="macro"))
         if metric == "invented":
-            return float(invented(HeadReadings(*heads[:, m], truth=truth[m])).mean())
+            return float(invented(HeadReadings(*(heads[HEADS.index(h)][m] for h in ("A", "T", "AT")),
+                                               truth=truth[m])).mean())
         return float(all_metrics(y[m], p[m])[metric])
 
     lines = ["| source | items | measure | AmbER² | CB-CE |", "|---|---|---|---|---|"]

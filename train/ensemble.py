@@ -142,6 +142,9 @@ def _model_linears(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     """The nn.Linear layers of the paper's AmbER2Model under stable names (the only place that knows its
     attributes); a model with deeper heads is refused."""
     fusion, heads = model.fusion, model.heads
+    if HEADS != ("A", "T", "AT"):
+        raise ProtocolError(f"FastEnsemble is written for the paper's three heads, not {HEADS}; train this table "
+                            "of heads with --ensemble generic")
     if any(len(heads[h]) != 4 for h in HEADS):
         raise ProtocolError("FastEnsemble is written for the paper's two-layer heads (head_layers=1); "
                             "train other architectures with GenericEnsemble")

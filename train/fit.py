@@ -48,22 +48,22 @@ class EnsembleLoss:
             raise ProtocolError("the CB-CE runs need class weights")
         self.class_weights = None if class_weights is None else class_weights.to(device)
 
-        def amber2_run(la, lt, lat, y, heads, lambda_mai, kappa):
-            return training_loss({"A": la, "T": lt, "AT": lat}, y, cfg.loss_config(lambda_mai, kappa),
+        def amber2_run(logits, y, heads, lambda_mai, kappa):      # logits: (H, B, C) in HEADS order
+            return training_loss(dict(zip(HEADS, logits)), y, cfg.loss_config(lambda_mai, kappa),
                                  head_weight=heads)[0]
 
-        def cbce_run(la, lt, lat, y, heads, weights):
+        def cbce_run(logits, y, heads, weights):
             lc = cfg.loss_config(0.0, 0.0, method="cbce")
-            return training_loss({"A": la, "T": lt, "AT": lat}, y, lc, class_weights=weights,
-                                 head_weight=heads)[0]
+            return training_loss(dict(zip(HEADS, logits)), y, lc, class_weights=weights, head_weight=heads)[0]
 
         self._amber2 = torch.func.vmap(amber2_run)
-        self._cbce = torch.func.vmap(cbce_run, in_dims=(0, 0, 0, 0, 0, None))
+        self._cbce = torch.func.vmap(cbce_run, in_dims=(0, 0, 0, None))
 
     def __call__(self, logits: Sequence[Tensor], y: Tensor, group_size: int,
                  head_weight: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
-        """logits: 3 x (R, C, B) feature-major; y: (S, B, C); head_weight: (S, B, H) weights of each head's
-        rater term (ProtocolData.head_weight; None: all ones). Returns (3 x (R, C, B) gradients, (R,) losses)."""
+        """logits: H x (R, C, B) feature-major, in HEADS order; y: (S, B, C); head_weight: (S, B, H) weights of
+        each head's rater term (ProtocolData.head_weight; None: all ones). Returns (H x (R, C, B) gradients, (R,)
+        losses)."""
         leaves = [lg.detach().transpose(1, 2).contiguous().requires_grad_() for lg in logits]
         S, B, C = y.shape
         if head_weight is None:
@@ -72,7 +72,7 @@ class EnsembleLoss:
         h_runs = head_weight.unsqueeze(1).expand(S, group_size, B, head_weight.shape[-1]).reshape(self.R, B, -1)
         losses = torch.zeros(self.R, device=y.device)
         for method, idx in self.methods.items():
-            args = [t.index_select(0, idx) for t in (*leaves, y_runs, h_runs)]
+            args = [t.index_select(0, idx) for t in (torch.stack(leaves, 1), y_runs, h_runs)]
             part = self._amber2(*args, self.lambda_mai, self.kappa) if method == "amber2" else self._cbce(
                 *args, self.class_weights)
             losses = losses.index_add(0, idx, part)

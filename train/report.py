@@ -13,10 +13,12 @@ from typing import Any
 
 from amber2.errors import UserError
 from amber2.files import atomic_write_text
+from amber2.heads import HEADS, get_head
 from amber2.metrics import DISTRIBUTION_METRICS, METRIC_LABELS
 
 CLASSIFICATION = ("f1", "wf1", "acc")            # the paper's column order in Tables 2 and 4
-HEAD_LABELS = {"T": "Text (p_T)", "A": "Audio (p_A)", "AT": "Audio + Text (p_A+T)"}   # the paper's row order
+PAPER_ROWS = ("T", "A", "AT")    # the paper's row order; a head the paper has not follows
+HEAD_LABELS = {k: get_head(k).paper for k in (*PAPER_ROWS, *(h for h in HEADS if h not in PAPER_ROWS))}
 METHOD_LABELS = {"cbce": "Baseline (CB-CE)", "amber2": "AmbER²"}
 FIG2_PANELS = (("js", "bc", "r2"), ("acc", "wf1"))   # Fig. 2: top row, bottom row
 

@@ -148,7 +148,7 @@ def pooled_predictions(folds: Sequence[FoldResult], n_items: int, seeds: Sequenc
         if not all(method in f.selection for f in folds):
             continue
         C = folds[0].test_pred.shape[-1]
-        pred = np.full((len(seeds), 3, n_items, C), np.nan, dtype=np.float32)
+        pred = np.full((len(seeds), len(HEADS), n_items, C), np.nan, dtype=np.float32)
         seen = np.zeros(n_items, dtype=np.int64)
         for f in folds:
             seen[f.test_index] += 1
@@ -260,7 +260,7 @@ def pooled_readings(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarra
     """method -> (n_seeds, N, C): the arbitrated fused reading (`amber2.arbitration`) of the selected runs'
     calibrated test predictions (`pooled_predictions(..., calibrated=True)`), each run at its own kappa and
     reading temperature."""
-    from amber2.arbitration import arbitrate
+    from amber2.arbitration import STUDENT, VOICE, WORDS, arbitrate
 
     out = {}
     for method, pred in calibrated.items():
@@ -268,7 +268,7 @@ def pooled_readings(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarra
         for f in folds:
             for i, seed in enumerate(seeds):
                 r = f.run_index(seed, method)
-                heads = pred[i][:, f.test_index]
+                heads = pred[i][[HEADS.index(h) for h in (VOICE, WORDS, STUDENT)]][:, f.test_index]
                 reading[i][f.test_index] = arbitrate(*heads, run_kappa(f.runs[r]), f.reading_temperatures[r])
         out[method] = reading
     return out
@@ -279,13 +279,14 @@ def reading_summary(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarra
     """method -> measure -> mean/std over seeds, for the arbitrated fused reading beside the student it
     replaces on the page: JS, BC, ACC, ECE, the share of items whose top class is neither expert's, and the
     reading temperatures."""
+    from amber2.arbitration import STUDENT
     from amber2.metrics import all_metrics, calibration_metrics
 
     readings = pooled_readings(folds, calibrated, seeds)
     out = {}
     for method, pred in calibrated.items():
         rows = {}
-        for name, fused in (("student", pred[:, 2]), ("arbitrated", readings[method])):
+        for name, fused in (("student", pred[:, HEADS.index(STUDENT)]), ("arbitrated", readings[method])):
             scores = [{**{k: all_metrics(y, p)[k] for k in ("js", "bc", "acc")},
                        "ece": calibration_metrics(y, p)["ece"], "invented": _invented_share(pred[s], p)}
                       for s, p in enumerate(fused)]
@@ -297,9 +298,13 @@ def reading_summary(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarra
 
 
 def _invented_share(heads: np.ndarray, fused: np.ndarray) -> float:
-    """Share of items whose `fused` top class is neither the audio head's nor the text head's (heads: (3, N, C))."""
+    """Share of items whose `fused` top class is neither the voice head's nor the words head's (heads: (H, N, C)
+    in HEADS order)."""
+    from amber2.arbitration import VOICE, WORDS
+
     top = fused.argmax(-1)
-    return float(((top != heads[0].argmax(-1)) & (top != heads[1].argmax(-1))).mean())
+    voice, words = (heads[HEADS.index(h)].argmax(-1) for h in (VOICE, WORDS))
+    return float(((top != voice) & (top != words)).mean())
 
 
 def reliability_curves(predictions: dict[str, np.ndarray], y: np.ndarray) -> dict:
