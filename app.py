@@ -9,7 +9,6 @@ checkpoint is the bundled `assets/amber2-demo/` and everything runs offline.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
@@ -19,14 +18,14 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from amber2_app import charts, explain, model_panel, views
+from amber2_app import charts, explain, model_panel, page, views
 from amber2_app import examples as example_clips
 from amber2.audio import AudioTooLong
 from amber2.errors import UserError, one_line
 from amber2.paper import KAPPA_DEFAULT
 from amber2.labels import vote_distribution
-from amber2.files import ASSETS, ROOT, data_root
-from amber2.pipeline import DEFAULT_MODEL, Analysis, Analyzer, default_model_ref
+from amber2.files import data_root
+from amber2.pipeline import Analysis, Analyzer, default_model_ref
 from amber2_app.rooms import RoomStore
 from amber2.timeline import Timeline, TimelineConfig, analyze_timeline, segment_rows, write_csv
 from amber2_app.trust_curves import expert_weight_curve
@@ -60,48 +59,6 @@ class AppConfig:
     max_file_size: str = "50mb"
     warmup: bool = True           # run one example at start-up so the first visitor does not wait for lazy loads
     data: Path = field(default_factory=data_root)  # Vote together's rooms and votes ($AMBER2_DATA)
-
-
-# ---- checkpoint card (I/O only; the wording is amber2_app.model_panel.describe) ----
-
-def read_checkpoint(ref: str) -> tuple[dict, str | None]:
-    """config.json and README.md of a checkpoint folder or Hub repo (the card may be missing)."""
-    path = Path(ref)
-    if path.is_dir():
-        config = json.loads((path / "config.json").read_text())
-        card = path / "README.md"
-        return config, card.read_text() if card.is_file() else None
-    from huggingface_hub import hf_hub_download  # a Hub repo: Analyzer has already fetched it
-
-    config = json.loads(Path(hf_hub_download(ref, "config.json")).read_text())
-    try:
-        card_text = Path(hf_hub_download(ref, "README.md")).read_text()
-    except Exception:  # a repo without a card is still a model
-        card_text = None
-    return config, card_text
-
-
-# The bundled checkpoint's trainer report (per-head metrics) lies in its own folder, not in the checkpoint.
-BUNDLED_REPORT = ASSETS / "demo-report" / "report.json"
-
-
-def read_report(ref: str) -> dict | None:
-    """The trainer's report.json for a checkpoint folder: inside it, or the bundled model's own; else None."""
-    path = Path(ref)
-    for candidate in (path / "report.json", BUNDLED_REPORT if path.resolve() == DEFAULT_MODEL.resolve() else None):
-        if candidate is not None and candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except (OSError, ValueError):  # a report being rewritten: the panel does without it
-                return None
-    return None
-
-
-def display_ref(ref: str) -> str:
-    """A checkpoint folder inside this repository as a relative path (short, and it does not reveal the
-    server's layout); anything else as given."""
-    path = Path(ref).resolve()
-    return str(path.relative_to(ROOT)) if path.is_dir() and path.is_relative_to(ROOT) else ref
 
 
 # ---- event handlers ----
@@ -203,7 +160,7 @@ class Handlers:
         return self.segment(t, int(evt.index[0]) if evt is not None and evt.index is not None else -1)
 
     def segment_from_plot(self, t: Timeline | None, picked: str) -> tuple:
-        """A click on the timeline, relayed by TIMELINE_CLICK_JS as "index:nonce"."""
+        """A click on the timeline, relayed by page.TIMELINE_CLICK_JS as "index:nonce"."""
         try:
             index = int(str(picked).split(":")[0])
         except ValueError:
@@ -266,46 +223,6 @@ class Handlers:
 ANALYZE = "Analyze"
 # The timeline's part of the Analyze outputs, hidden (a short clip, a refusal, a new clip).
 NO_TIMELINE = (gr.update(visible=False), None, None, None)
-# gr.Plot has no click event: a click on a timeline bar writes "segment index:time" into the hidden
-# #segment-pick box, whose .change event reads that segment (Handlers.segment_from_plot).
-TIMELINE_CLICK_JS = """() => {
-  const pick = (ev) => {
-    const p = ev && ev.points && ev.points[0];
-    const box = document.querySelector('#segment-pick textarea, #segment-pick input');
-    if (!p || !p.customdata || !box) return;
-    box.value = `${p.customdata[0]}:${Date.now()}`;
-    box.dispatchEvent(new Event('input', {bubbles: true}));
-  };
-  setInterval(() => {
-    const plot = document.querySelector('#timeline .js-plotly-plot');
-    if (plot && plot._ev && !plot._ev.listeners('plotly_click').includes(pick)) plot.on('plotly_click', pick);
-  }, 400);
-}"""
-
-
-# Record does nothing visible when the browser refuses the microphone: the refusal reveals #mic-blocked
-# (views.MIC_BLOCKED). getUserMedia is wrapped, so a refusal at the moment Record is pressed is seen too; the
-# Permissions API reports a block made before the page loaded; no mediaDevices at all means plain HTTP.
-MIC_WATCH_JS = """() => {
-  const show = (on) => {
-    const el = document.getElementById('mic-blocked');
-    if (el) el.classList.toggle('shown', on);
-  };
-  const md = navigator.mediaDevices;
-  if (!md || !md.getUserMedia) { show(true); return; }
-  const ask = md.getUserMedia.bind(md);
-  md.getUserMedia = (constraints) => ask(constraints).then(
-    (stream) => { show(false); return stream; },
-    (err) => { show(true); throw err; });
-  if (navigator.permissions && navigator.permissions.query) {
-    navigator.permissions.query({name: 'microphone'}).then((status) => {
-      show(status.state === 'denied');
-      status.onchange = () => show(status.state === 'denied');
-    }).catch(() => {});
-  }
-}"""
-
-
 def busy() -> dict:
     return gr.update(interactive=False, value="Analysing…")
 
@@ -335,51 +252,14 @@ def standin(classes: list[str], lean: str) -> np.ndarray:
 
 # ---- layout ----
 
-INTRO = """# AmbER²: voice and words, side by side
-Record or upload a short English clip. Whisper writes down the words; three heads of an AmbER² model give
-an emotion **distribution** each: from the **voice** (audio), from the **words** (text) and from **both**
-(fused). When voice and words tell different emotions, you will see it here."""
-
-# On a phone the plotly toolbar would sit over the legend and the chart titles: hidden there (hover
-# values and the chart itself are unaffected).
-CSS = """.gradio-container {max-width: 1100px !important; margin: auto;}
-@media (max-width: 640px) {
-  .js-plotly-plot .modebar-container {display: none !important;}
-  [role="tablist"] button[role="tab"] {padding-left: 6px !important; padding-right: 6px !important;}
-}
-#segment-pick {display: none !important;}
-#mic-blocked {display: none;}
-#mic-blocked.shown {display: block; border-left: 4px solid #d97706; padding: 4px 10px;
-                    background: rgba(217, 119, 6, 0.12);}"""
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-LEARN_EQ1 = r"""### 1. Raters disagree: votes become a distribution (Eq. 1)
-Several people label each clip. AmbER² keeps all their votes: $y_c = n_c / N$, the share of the $N$ raters
-who chose class $c$. Set the votes below: they are made up for this lesson (no rater heard your clip).
-The chart puts $y$ beside the two expert heads, $p_A$ (voice) and $p_T$ (words)."""
-
-LEARN_EQ5 = r"""### 2. Experts are trusted by how close they are to the raters (Eq. 5)
-The fused head (the *student*) learns from the raters **and** from the audio and text heads (the *experts*),
-each weighted by $u_m = \frac{\exp(-\kappa D_m)}{\sum_{m'} \exp(-\kappa D_{m'})}$, with
-$D_m = \mathrm{JS}(p_m \,\|\, y)$. At $\kappa = 0$ both experts count equally; the larger $\kappa$,
-the more the expert closer to the raters' votes takes over.
-
-**Voice vs words (MAI):** when the voice and the words tell different emotions, the fused student learns from
-both expert heads at once, each weighted by how close it is to the raters, so it leans on the side that
-agrees with people.
-
-**On the Analyze page** there are no raters, so the fused bars put the fused head in their place: they show
-the voice and words bars mixed by $u_m$ with $D_m = \mathrm{JS}(p_m \,\|\, p_{AT})$. The fused head decides
-whom to trust; the bars hardly ever name an emotion that neither the voice nor the words show."""
-
-
 def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | None,
                rooms: RoomStore | None = None) -> gr.Blocks:
     """The Blocks app around a loaded Analyzer (`rooms`: Vote together's store, default under data_root())."""
     rooms = rooms if rooms is not None else RoomStore(data_root())
     classes = list(analyzer.classes)
     h = Handlers(analyzer, classes)
-    report = read_report(model_ref)
-    panel = model_panel.describe(display_ref(model_ref), config, card,
+    report = model_panel.read_report(model_ref)
+    panel = model_panel.describe(model_panel.display_ref(model_ref), config, card,
                                  model_panel.head_metrics(report) if report else None)
     counts0 = [EXAMPLE_VOTES.get(c, 0) for c in classes]
     votes0, weights0, learn0, *_ = h.learn(None, KAPPA_DEFAULT, *counts0)
@@ -388,7 +268,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
         state = gr.State(None)  # the reading on screen (Whisper's words or the visitor's edit)
         heard = gr.State(None)  # the reading of Whisper's own words: the edit is drawn over it
         kept = vote_tab.browser_states(rooms)  # outside the tabs, so the browser's copy is read at page load
-        gr.Markdown(INTRO)
+        gr.Markdown(page.INTRO)
         # "wrap", not gradio's default overflow menu: a tab that does not fit a narrow phone goes to a second row
         # rather than behind a "..." button (the menu measures widths at load, so what it hides depends on fonts).
         with gr.Tabs(overflow_behavior="wrap"):
@@ -426,13 +306,13 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                 with gr.Accordion("Numbers (JSON)", open=False):
                     numbers = gr.JSON(label="Analysis")
             with gr.Tab("Learn"):
-                gr.Markdown(LEARN_EQ1, latex_delimiters=LATEX)
+                gr.Markdown(page.LEARN_EQ1, latex_delimiters=page.LATEX)
                 with gr.Row():
                     with gr.Column(scale=1, min_width=260):
                         votes = [LenientSlider(0, views.LEARN.votes_max, value=v, step=1, label=f"votes: {c}")
                                  for c, v in zip(classes, counts0)]
                     votes_plot = gr.Plot(votes0, show_label=False, elem_id="votes-plot")
-                gr.Markdown(LEARN_EQ5, latex_delimiters=LATEX)
+                gr.Markdown(page.LEARN_EQ5, latex_delimiters=page.LATEX)
                 kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA_DEFAULT, step=0.25, label="κ (sharpness)")
                 weights_plot = gr.Plot(weights0, show_label=False)
                 learn_text = gr.Markdown(learn0)
@@ -479,12 +359,12 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_reanalyze")
         segments_table.select(h.segment_from_table, [timeline_state], segment_outputs, api_name="segment").then(
             h.transcript_label, [transcript, heard], transcript, **private)
-        # .change, not .input: the value is written by TIMELINE_CLICK_JS, never by a handler (no loop)
+        # .change, not .input: the value is written by page.TIMELINE_CLICK_JS, never by a handler (no loop)
         segment_pick.change(h.segment_from_plot, [timeline_state, segment_pick], segment_outputs,
                            api_visibility="private").then(
             h.transcript_label, [transcript, heard], transcript, **private)
-        demo.load(None, js=TIMELINE_CLICK_JS)
-        demo.load(None, js=MIC_WATCH_JS)
+        demo.load(None, js=page.TIMELINE_CLICK_JS)
+        demo.load(None, js=page.MIC_WATCH_JS)
         # .input: every change the visitor makes (drag, arrow keys, a typed number); always_last drops stale ones.
         gr.on([c.input for c in (kappa, *votes)], h.learn, learn_inputs, learn_outputs, api_name="learn",
               trigger_mode="always_last")
@@ -513,7 +393,7 @@ def load(cfg: AppConfig) -> tuple[Analyzer, dict, str | None]:
         analyzer = Analyzer(model=cfg.model, whisper=cfg.whisper)
     except ValueError as e:  # no bundled checkpoint, or one that does not fit its encoders: say so, no traceback
         raise SystemExit(str(e)) from None
-    config, card = read_checkpoint(cfg.model)
+    config, card = model_panel.read_checkpoint(cfg.model)
     if cfg.warmup:
         analyzer.analyze(str(EXAMPLE_CLIPS[0][0]))
     return analyzer, config, card
@@ -530,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     # Real corpus examples are read in place beside the checkout: Gradio must be allowed to serve them.
     corpus_dirs = sorted({str(path.parent) for path, _ in EXAMPLE_CLIPS if example_clips.SHARED in path.parents})
     demo.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share, max_file_size=cfg.max_file_size,
-                theme=gr.themes.Soft(), css=CSS + "\n" + vote_tab.CSS,
+                theme=gr.themes.Soft(), css=page.CSS + "\n" + vote_tab.CSS,
                 allowed_paths=corpus_dirs + [str(rooms.clips)])  # round clips only, never the database
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 # (read-only, never copied into the project). Every module finds them here.
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
+DEFAULT_MODEL = ASSETS / "amber2-demo"     # the bundled demo checkpoint
 SHARED_ENV = "AMBER2_SHARED"
 SHARED = Path(os.environ.get(SHARED_ENV) or ROOT.parent / "shared")
 CACHE_ENV = "AMBER2_CACHE"

@@ -35,7 +35,7 @@ import torch
 
 from amber2.asr import LANGUAGE_SURE
 from amber2.audio import SAMPLE_RATE, AudioLimits, load_audio
-from amber2.files import ASSETS
+from amber2.files import DEFAULT_MODEL
 from amber2.encoders import load_audio_encoder, load_text_encoder, speech_encoder
 from amber2.heads import FIELDS, TABLE, get_head
 from amber2.labels import entropy
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from amber2.asr import WhisperBackbone
     from amber2.model import AmbER2Model
 
-DEFAULT_MODEL = ASSETS / "amber2-demo"
 MODEL_ENV = "AMBER2_MODEL"
 
 

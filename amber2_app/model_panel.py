@@ -6,8 +6,11 @@ the per-head metrics that say which expert head is the weak one.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping
 
+from amber2.files import ASSETS, DEFAULT_MODEL, ROOT
 from amber2.heads import TABLE
 
 # Provenance keys said in a sentence below; any other key is listed under "Other details".
@@ -156,3 +159,45 @@ def head_metrics(report: dict, method: str = "amber2") -> dict[str, dict[str, fl
         return None
     return {head: {k: float(v["mean"]) for k, v in metrics.items() if isinstance(v, dict) and "mean" in v}
             for head, metrics in per_method.items()}
+
+
+# ---- the checkpoint's files (I/O; the wording is `describe`) ----
+
+def read_checkpoint(ref: str) -> tuple[dict, str | None]:
+    """config.json and README.md of a checkpoint folder or Hub repo (the card may be missing)."""
+    path = Path(ref)
+    if path.is_dir():
+        config = json.loads((path / "config.json").read_text())
+        card = path / "README.md"
+        return config, card.read_text() if card.is_file() else None
+    from huggingface_hub import hf_hub_download  # a Hub repo: Analyzer has already fetched it
+
+    config = json.loads(Path(hf_hub_download(ref, "config.json")).read_text())
+    try:
+        card_text = Path(hf_hub_download(ref, "README.md")).read_text()
+    except Exception:  # a repo without a card is still a model
+        card_text = None
+    return config, card_text
+
+
+# The bundled checkpoint's trainer report (per-head metrics) lies in its own folder, not in the checkpoint.
+BUNDLED_REPORT = ASSETS / "demo-report" / "report.json"
+
+
+def read_report(ref: str) -> dict | None:
+    """The trainer's report.json for a checkpoint folder: inside it, or the bundled model's own; else None."""
+    path = Path(ref)
+    for candidate in (path / "report.json", BUNDLED_REPORT if path.resolve() == DEFAULT_MODEL.resolve() else None):
+        if candidate is not None and candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, ValueError):  # a report being rewritten: the panel does without it
+                return None
+    return None
+
+
+def display_ref(ref: str) -> str:
+    """A checkpoint folder inside this repository as a relative path (short, and it does not reveal the
+    server's layout); anything else as given."""
+    path = Path(ref).resolve()
+    return str(path.relative_to(ROOT)) if path.is_dir() and path.is_relative_to(ROOT) else ref

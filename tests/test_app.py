@@ -245,18 +245,17 @@ def test_learn_tab_computes_eq5_from_votes(app_url):
 
 
 def test_model_panel_reads_the_checkpoint(model_dir):
-    import app
     from amber2_app import model_panel
 
-    config, card = app.read_checkpoint(str(model_dir))
-    report = app.read_report(str(model_dir))
+    config, card = model_panel.read_checkpoint(str(model_dir))
+    report = model_panel.read_report(str(model_dir))
     panel = model_panel.describe(str(model_dir), config, card, model_panel.head_metrics(report) if report else None)
     assert config["label_space"] in panel["summary"] and config["audio_encoder"] in panel["summary"]
     assert all(c in panel["summary"] for c in config["classes"])
     if model_dir == BUNDLED:  # the card's measured results are shown, and the weak head is named
         assert "- **amber2**: JS dist." in panel["results"] and "is the weak one" in panel["results"]
-    assert app.display_ref(str(ROOT / "assets" / "examples")) == "assets/examples"
-    assert app.display_ref("someone/amber2-iemocap") == "someone/amber2-iemocap"
+    assert model_panel.display_ref(str(ROOT / "assets" / "examples")) == "assets/examples"
+    assert model_panel.display_ref("someone/amber2-iemocap") == "someone/amber2-iemocap"
 
 
 def test_command_line_defaults_and_env(monkeypatch):
