@@ -36,3 +36,27 @@ def test_clips_are_capped_per_class_and_interleaved_by_class():
     assert [it.audio for it in first_per_class(items, 2)] == ["0-0", "0-1", "1-0", "1-1", "2-0", "2-1"]
     order = [it.audio for it in interleaved(items)]
     assert order[:4] == ["0-0", "1-0", "2-0", "0-1"] and sorted(order) == sorted(it.audio for it in items)
+
+
+def test_the_demo_report_scores_the_fused_bar_beside_the_fused_head():
+    """Per source, the bar the app shows (the arbitrated reading) gets its own rows: its UAR and how often its
+    top class is neither expert's, against the voice and words heads of the same items."""
+    import numpy as np
+
+    from train.demo_report import source_breakdown
+
+    eye = np.eye(3)
+    truth = np.array([0, 1, 2, 0])
+    y = eye[truth]
+    voice, words = eye[[0, 1, 2, 1]], eye[[1, 1, 1, 1]]
+    student = eye[[2, 1, 2, 2]]                       # invents on items 0 and 3
+    bar = eye[[0, 1, 2, 1]]                           # follows the voice
+    heads = np.stack([voice, words, student])[None]   # (seeds, heads, N, C)
+    predictions = {"amber2": heads, "cbce": heads}
+    readings = {"amber2": bar[None], "cbce": bar[None]}
+    rows = source_breakdown(predictions, y, [f"ravdess/{i}" for i in range(4)], readings)
+    cell = {r.split(" | ")[2]: r.split(" | ")[3] for r in rows[2:]}
+    assert cell["fused top neither expert's"].startswith("0.500")
+    assert cell["fused bar's top neither expert's"].startswith("0.000")
+    assert cell["fused bar UAR"].startswith("0.833") and cell["voice head UAR"].startswith("0.833")
+    assert not any("fused bar" in r for r in source_breakdown(predictions, y, [f"ravdess/{i}" for i in range(4)]))

@@ -46,6 +46,7 @@ from train.eval_sets import load_voices, voice_features
 from train.features import sha1_text
 from train.pairing import RULES, PairingConfig, pair_items
 from train.speech import synthesize
+from train.results import pooled_predictions, pooled_readings
 from train.workflow import RunConfig, load_encoders, protocol_data, run_corpus, summary_text
 
 log = logging.getLogger("train")
@@ -434,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
         card = {"demo": corpus_description(corpus, cfg), "licences": LICENCES,
                 "command": redact_command(command)}
         outcome = run_corpus(corpus, run_cfg, protocol, card=card, prepare=lambda d: pair_items(d, cfg.pairing))
-        breakdown = source_breakdown(outcome.result.predictions, outcome.result.y, list(outcome.data.ids))
+        calibrated = pooled_predictions(outcome.result.folds, len(outcome.result.y), protocol.seeds, calibrated=True)
+        readings = (pooled_readings(outcome.result.folds, calibrated, protocol.seeds)
+                    if all(f.reading_temperatures is not None for f in outcome.result.folds) else None)
+        breakdown = source_breakdown(outcome.result.predictions, outcome.result.y, list(outcome.data.ids), readings)
         report = json.loads((Path(args.report_dir) / "report.json").read_text(encoding="utf-8"))
         ablation = []
         if args.eq6_ablation:

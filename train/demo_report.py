@@ -14,11 +14,16 @@ import numpy as np
 from amber2.files import ROOT
 
 
-# Held-out metrics per source: (label, head key, metric); "invented" is the
-# share of items whose fused top class is neither the voice head's nor the words head's.
-VOICE_ROWS = (("voice head UAR", "A", "uar"), ("fused UAR", "AT", "uar"), ("fused JS", "AT", "js"),
-              ("fused top neither expert's", "AT", "invented"))
-WORDS_ROWS = (("words head JS", "T", "js"), ("fused JS", "AT", "js"), ("fused ACC", "AT", "acc"))
+# Held-out metrics per source: (label, head key, metric); "invented" is the share of items whose fused top
+# class is neither the voice head's nor the words head's. BAR is the fused bar the app shows (the arbitrated
+# reading, amber2.arbitration), beside the fused head itself.
+BAR = "bar"
+SHOWN_JS = "fused bar JS (calibrated, as shown)"
+VOICE_ROWS = (("voice head UAR", "A", "uar"), ("fused UAR", "AT", "uar"), ("fused bar UAR", BAR, "uar"),
+              ("fused JS", "AT", "js"), (SHOWN_JS, BAR, "js"), ("fused top neither expert's", "AT", "invented"),
+              ("fused bar's top neither expert's", BAR, "invented"))
+WORDS_ROWS = (("words head JS", "T", "js"), ("fused JS", "AT", "js"), (SHOWN_JS, BAR, "js"),
+              ("fused ACC", "AT", "acc"), ("fused bar ACC", BAR, "acc"))
 SOURCE_ROWS = {
     "ravdess": VOICE_ROWS, "nemo": VOICE_ROWS, "emotionlines": WORDS_ROWS, "goemotions": WORDS_ROWS,
     "pair:voice-plain": (("voice head UAR", "A", "uar"), ("fused UAR", "AT", "uar"),
@@ -29,11 +34,13 @@ SOURCE_ROWS = {
 }
 
 
-def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> list[str]:
+def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str], readings: dict | None = None) -> list[str]:
     """Markdown rows: test-fold metrics of each source (corpus or pairing rule), AmbER² vs CB-CE, mean ± std
     over seeds.
 
-    `predictions` is `ProtocolResult.predictions` (method -> (seeds, 3 heads, N, C)), aligned with `ids`."""
+    `predictions` is `ProtocolResult.predictions` (method -> (seeds, heads, N, C)), aligned with `ids`;
+    `readings` the fused bar of each (`train.results.pooled_readings`: method -> (seeds, N, C)); without it
+    the BAR rows are left out."""
     from sklearn.metrics import recall_score
 
     from amber2.heads import HEADS
@@ -44,12 +51,12 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
     source = np.array([source_of(i) for i in ids])
     truth = y.argmax(1)
 
-    def score(heads: np.ndarray, head: str, m: np.ndarray, metric: str) -> float:
-        p = heads[HEADS.index(head)]
+    def score(heads: np.ndarray, bar: np.ndarray | None, head: str, m: np.ndarray, metric: str) -> float:
+        p = bar if head == BAR else heads[HEADS.index(head)]
         if metric == "uar":
             return float(recall_score(truth[m], p[m].argmax(1), labels=np.unique(truth[m]), average="macro"))
         if metric == "invented":
-            return float(invented(HeadReadings(*(heads[HEADS.index(h)][m] for h in ("A", "T", "AT")),
+            return float(invented(HeadReadings(*(heads[HEADS.index(h)][m] for h in ("A", "T")), p[m],
                                                truth=truth[m])).mean())
         return float(all_metrics(y[m], p[m])[metric])
 
@@ -59,9 +66,12 @@ def source_breakdown(predictions: dict, y: np.ndarray, ids: Sequence[str]) -> li
         if not m.any():
             continue
         for label, head, metric in rows:
+            if head == BAR and readings is None:
+                continue
             cells = []
             for method in ("amber2", "cbce"):
-                vals = [score(seed_pred, head, m, metric) for seed_pred in predictions[method]]
+                bars = readings[method] if readings is not None else [None] * len(predictions[method])
+                vals = [score(seed_pred, bar, head, m, metric) for seed_pred, bar in zip(predictions[method], bars)]
                 cells.append(f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.3f}")
             lines.append(f"| {name} | {int(m.sum())} | {label} | {cells[0]} | {cells[1]} |")
     return lines
