@@ -20,9 +20,8 @@ import numpy as np
 
 from amber2_app import charts, explain, model_panel, page, views
 from amber2_app import examples as example_clips
-from amber2.audio import AudioTooLong
+from amber2.audio import AudioTooLong, unreadable
 from amber2.errors import UserError, one_line
-from amber2.paper import KAPPA_DEFAULT
 from amber2.labels import vote_distribution
 from amber2.files import data_root
 from amber2.pipeline import Analysis, Analyzer, default_model_ref
@@ -87,7 +86,11 @@ class Handlers:
 
     def uploaded(self, path: str | None) -> tuple:
         """An uploaded file becomes the clip to analyse (playable in the Speech box; the upload box empties,
-        ready for the next file); old results go."""
+        ready for the next file); old results go. A file that is not audio is refused at once and never
+        reaches the player (which would show a broken 0:00 player)."""
+        why = unreadable(path) if path else None
+        if why:
+            return (None, None, *self._failed(why), *NO_TIMELINE)
         return (path, None, *self.cleared())
 
     def analyze(self, audio_path: str | None, progress=gr.Progress()):
@@ -178,11 +181,11 @@ class Handlers:
         return self._outputs(a, before=heard if views.is_edited(transcript, heard.transcript) else None)
 
     @staticmethod
-    def transcript_label(transcript: str | None, heard: Analysis | None) -> dict:
-        """The transcript box says whose words it holds: Whisper's, or the visitor's edit."""
-        edited = heard is not None and views.is_edited(transcript, heard.transcript)
-        return gr.update(label=views.TRANSCRIPT_EDITED if edited else views.TRANSCRIPT_HEARD,
-                         info=views.TRANSCRIPT_EDITED_INFO if edited else views.TRANSCRIPT_INFO)
+    def transcript_label(transcript: str | None, heard: Analysis | None, timeline: Timeline | None = None) -> dict:
+        """The transcript box says whose words it holds (Whisper's, the visitor's edit), and is closed while the
+        chart reads a whole recording (`views.transcript_box`)."""
+        return gr.update(**views.transcript_box(transcript, None if heard is None else heard.transcript,
+                                                timeline is not None))
 
     def learn(self, previous: Analysis | None, kappa: float | None, *counts: float | None):
         """Votes -> y (Eq. 1) beside p_A and p_T, and the expert weights u_A, u_T over kappa (Eq. 5).
@@ -262,7 +265,8 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
     panel = model_panel.describe(model_panel.display_ref(model_ref), config, card,
                                  model_panel.head_metrics(report) if report else None)
     counts0 = [EXAMPLE_VOTES.get(c, 0) for c in classes]
-    votes0, weights0, learn0, *_ = h.learn(None, KAPPA_DEFAULT, *counts0)
+    kappa0 = views.model_kappa(analyzer.model.provenance)      # the checkpoint's own, as the Model tab says
+    votes0, weights0, learn0, *_ = h.learn(None, kappa0, *counts0)
 
     with gr.Blocks(title="AmbER² emotion from speech and text") as demo:
         state = gr.State(None)  # the reading on screen (Whisper's words or the visitor's edit)
@@ -287,7 +291,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                                                 info=views.TRANSCRIPT_INFO)
                     with gr.Column(scale=2, min_width=300):
                         chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
-                                        label="Emotion distributions", show_label=False)
+                                        label="Emotion distributions", show_label=False, elem_id="reading")
                         summary = gr.Markdown("")
                 # A long recording's timeline, below the reading of the whole recording (or of the segment clicked).
                 with gr.Column(visible=False) as timeline_box:
@@ -295,7 +299,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                     segment_pick = gr.Textbox(elem_id="segment-pick", show_label=False, container=False)
                     segments_table = gr.Dataframe(headers=views.SEGMENT_COLUMNS, interactive=False, wrap=True,
                                                   label="Segments (click one to read it)", elem_id="segments",
-                                                  max_height=360)
+                                                  max_height=360, column_widths=views.SEGMENT_WIDTHS)
                     csv_file = gr.File(label="Segments as CSV", interactive=False, elem_id="segments-csv")
                 timeline_state = gr.State(None)
                 # Below both columns, so that on a phone the chart comes right after the transcript.
@@ -313,7 +317,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                                  for c, v in zip(classes, counts0)]
                     votes_plot = gr.Plot(votes0, show_label=False, elem_id="votes-plot")
                 gr.Markdown(page.LEARN_EQ5, latex_delimiters=page.LATEX)
-                kappa = LenientSlider(0, views.LEARN.kappa_max, value=KAPPA_DEFAULT, step=0.25, label="κ (sharpness)")
+                kappa = LenientSlider(0, views.LEARN.kappa_max, value=kappa0, step=0.25, label="κ (sharpness)")
                 weights_plot = gr.Plot(weights0, show_label=False)
                 learn_text = gr.Markdown(learn0)
             # "Vote", not "Vote together": four short names keep one row on a 390 px phone
@@ -337,32 +341,34 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
         run.click(busy, None, run, **private).then(
             h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze").then(
             h.show_timeline, [timeline_state], timeline_parts, **private).then(
-            h.transcript_label, [transcript, heard], transcript, **private).then(
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private).then(
             idle, None, run, **private).then(   # the button comes back with the results, not after Learn's redraw
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_analyze")
         # A clicked example fills the audio input, then is analysed at once (not cached: facts.md §5).
         examples.load_input_event.then(busy, None, run, **private).then(
             h.analyze, inputs=[audio], outputs=analyze_outputs, api_name="analyze_example").then(
             h.show_timeline, [timeline_state], timeline_parts, **private).then(
-            h.transcript_label, [transcript, heard], transcript, **private).then(
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private).then(
             idle, None, run, **private).then(   # the button comes back with the results, not after Learn's redraw
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_example")
         # A new upload or recording starts clean: nothing of the last clip stays on screen.
         upload.upload(h.uploaded, [upload], [audio, upload, *analyze_outputs, *timeline_parts],
                       api_visibility="private").then(
-            h.transcript_label, [transcript, heard], transcript, **private)
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private)
         audio.stop_recording(h.cleared, None, [*analyze_outputs, *timeline_parts], api_visibility="private").then(
-            h.transcript_label, [transcript, heard], transcript, **private)
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private)
         transcript.submit(h.reanalyze, inputs=[transcript, heard], outputs=[chart, summary, numbers, state],
                           api_name="reanalyze").then(
-            h.transcript_label, [transcript, heard], transcript, **private).then(
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private).then(
             h.learn, learn_inputs, learn_outputs, api_name="learn_after_reanalyze")
         segments_table.select(h.segment_from_table, [timeline_state], segment_outputs, api_name="segment").then(
-            h.transcript_label, [transcript, heard], transcript, **private)
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private).then(
+            None, js=page.SHOW_READING_JS)
         # .change, not .input: the value is written by page.TIMELINE_CLICK_JS, never by a handler (no loop)
         segment_pick.change(h.segment_from_plot, [timeline_state, segment_pick], segment_outputs,
                            api_visibility="private").then(
-            h.transcript_label, [transcript, heard], transcript, **private)
+            h.transcript_label, [transcript, heard, timeline_state], transcript, **private).then(
+            None, js=page.SHOW_READING_JS)
         demo.load(None, js=page.TIMELINE_CLICK_JS)
         demo.load(None, js=page.MIC_WATCH_JS)
         # .input: every change the visitor makes (drag, arrow keys, a typed number); always_last drops stale ones.

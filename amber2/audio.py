@@ -37,6 +37,10 @@ class AudioError(UserError, ValueError):
     """Audio that cannot be used; the message is shown to a person as is."""
 
 
+class NotAudio(AudioError):
+    """The file cannot be read as audio at all (missing, empty, damaged, not audio, no audio track)."""
+
+
 class AudioTooLong(AudioError):
     """Audio longer than the limit (`AudioLimits.max_seconds`): a caller may offer the timeline instead."""
 
@@ -81,6 +85,18 @@ def load_audio(source: AudioSource, sr: int | None = None, limits: AudioLimits =
 # Sources
 
 
+def unreadable(path: str | Path) -> str | None:
+    """Why the file cannot be read as audio (`NotAudio`'s message), or None when it can: a file that is merely
+    too long, too short or silent is audio. Decodes at most its first seconds."""
+    try:
+        load_audio(path, limits=AudioLimits(max_seconds=1.0))
+    except NotAudio as err:
+        return str(err)
+    except AudioError:
+        return None
+    return None
+
+
 def _from_tuple(source: tuple) -> tuple[np.ndarray, int]:
     """gradio's `gr.Audio(type="numpy")` value: (sample_rate, int16 array of shape (n,) or (n, channels))."""
     if len(source) != 2:
@@ -112,11 +128,11 @@ def _as_array(samples: object, what: str) -> np.ndarray:
 
 def _read_file(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]:
     if not path.exists():
-        raise AudioError(f"The file {path.name} does not exist.")
+        raise NotAudio(f"The file {path.name} does not exist.")
     if not path.is_file():
-        raise AudioError(f"{path.name or path} is a folder, not an audio file.")
+        raise NotAudio(f"{path.name or path} is a folder, not an audio file.")
     if path.stat().st_size == 0:
-        raise AudioError(f"The file {path.name} is empty.")
+        raise NotAudio(f"The file {path.name} is empty.")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError):  # a format libsndfile does not know (M4A, WebM, ...)
@@ -127,7 +143,7 @@ def _read_file(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]:
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"{path.name} looks like audio but could not be decoded ({err}).") from err
+        raise NotAudio(f"{path.name} looks like audio but could not be decoded ({err}).") from err
     return samples, rate
 
 
@@ -138,7 +154,7 @@ def _read_with_ffmpeg(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]
     """Decode with the ffmpeg binary straight to 16 kHz mono float32 (ffmpeg averages the channels)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AudioError(f"{path.name} is not a WAV, FLAC, MP3 or OGG file, and reading other formats "
+        raise NotAudio(f"{path.name} is not a WAV, FLAC, MP3 or OGG file, and reading other formats "
                          "needs ffmpeg, which is not installed.")
     # Decode at most a little past the limit so a 3-hour file costs no more than a 61 s one.
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-vn", "-t", f"{limits.max_seconds + 1:.3f}",
@@ -147,7 +163,7 @@ def _read_with_ffmpeg(path: Path, limits: AudioLimits) -> tuple[np.ndarray, int]
     if returncode != 0 or not stdout:
         no_track = returncode == 0 or "does not contain any stream" in log or "matches no streams" in log
         reason = "it holds no audio track" if no_track else "it is not an audio file, or it is damaged"
-        raise AudioError(f"{path.name} could not be read as audio: {reason}.")
+        raise NotAudio(f"{path.name} could not be read as audio: {reason}.")
     samples = np.frombuffer(stdout, dtype="<f4").copy()
     if len(samples) / SAMPLE_RATE > limits.max_seconds:
         match = _DURATION.search(log)

@@ -58,6 +58,10 @@ def _layout(fig: go.Figure, style: ChartStyle, **kw) -> go.Figure:
     return fig
 
 
+FAINT_OPACITY = 0.25
+NO_SPEECH_NOTE = "No speech heard: faint bars read the sound, not a speaker"
+
+
 def distribution_figure(analysis: Analysis, style: ChartStyle = DEFAULT_STYLE,
                         before: Analysis | None = None) -> go.Figure:
     """One grouped bar chart: the classes on x, one bar per head (audio, text, fused) for each class.
@@ -65,11 +69,18 @@ def distribution_figure(analysis: Analysis, style: ChartStyle = DEFAULT_STYLE,
     `before`: the reading of Whisper's own words, when the visitor has edited the transcript; its words and
     fused bars are drawn as empty outlines over the new ones (same place), so the two readings compare."""
     fig = go.Figure()
+    # Bars that are no reading of a speaker are drawn faint: all of them when no speech was heard (they read
+    # the sound), the words' when there are no words (uniform: the words tell nothing).
+    faint = {h.field: not analysis.speech_heard or (h.field == "text" and not analysis.has_words) for h in TABLE}
     for head in TABLE:
         fig.add_trace(go.Bar(
             x=list(analysis.classes), y=_plain(getattr(analysis, head.field)), name=head.short,
             offsetgroup=head.field, marker_color=style.colors[head.field],
+            opacity=FAINT_OPACITY if faint[head.field] else 1.0,
             hovertemplate=f"{head.label}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
+    if not analysis.speech_heard:
+        fig.add_annotation(text=NO_SPEECH_NOTE, x=0.5, y=0.95, xref="paper", yref="paper", showarrow=False,
+                           font={"size": style.font_size + 1})
     if before is not None:
         for i, head in enumerate(h for h in TABLE if h.field != "audio"):  # the voice does not change
             fig.add_trace(go.Bar(
@@ -104,11 +115,15 @@ def votes_figure(classes: Sequence[str], counts: Sequence[float], distribution: 
     counts = [float(c) for c in counts]
     if distribution is None:
         return placeholder_figure(classes, "No votes: give at least one class a vote", style)
+    # Beside the model's bars a class's group is narrow: the count alone, at a fixed size (plotly would
+    # shrink "3 votes" to fit the bar until it cannot be read); the legend says what the numbers are.
+    beside = any(p is not None for p in (p_audio, p_text, p_fused))
     fig = go.Figure(go.Bar(
         x=list(classes), y=_plain(distribution), marker_color=style.votes_color,
-        name=f"y = votes / N  (N = {sum(counts):g})",
-        text=[f"{int(c)} vote{'s' if c != 1 else ''}" if c == int(c) else f"{c:g} votes" for c in counts],
-        textposition="outside", customdata=counts,
+        name=f"y = votes / N  (N = {sum(counts):g}{'; numbers: votes' if beside else ''})",
+        text=[f"{c:g}" if beside else f"{int(c)} vote{'s' if c != 1 else ''}" if c == int(c) else f"{c:g} votes"
+              for c in counts],
+        textposition="outside", textfont={"size": style.font_size}, cliponaxis=False, customdata=counts,
         hovertemplate="%{x}: %{customdata:g} of N votes = %{y:.1%}<extra></extra>"))
     experts = [(get_head("A"), p_audio), (get_head("T"), p_text), (get_head("AT"), p_fused)]
     for head, p in experts:
@@ -118,6 +133,7 @@ def votes_figure(classes: Sequence[str], counts: Sequence[float], distribution: 
                                  hovertemplate=f"p_{head.key}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
     # N is in the legend (always shown), not in a title that a phone's wrapped legend would cover.
     return _layout(fig, style, showlegend=True, barmode="group", margin={"t": 72},
+                   uniformtext={"minsize": style.font_size, "mode": "show"},
                    yaxis={"title": "share", "range": [0, 1.15], "tickformat": ".0%"})
 
 

@@ -16,6 +16,10 @@ CSS = """.gradio-container {max-width: 1100px !important; margin: auto;}
   [role="tablist"] button[role="tab"] {padding-left: 6px !important; padding-right: 6px !important;}
 }
 #segment-pick {display: none !important;}
+/* The segments table wraps its words inside the screen: unwrapped, it once made a phone's page ~1100 px wide */
+#segments, #segments .table-wrap {max-width: 100%; min-width: 0;}
+#segments table {table-layout: fixed; width: 100% !important; min-width: 0 !important;}
+#segments th, #segments td {white-space: normal !important; overflow-wrap: anywhere;}
 #mic-blocked {display: none;}
 #mic-blocked.shown {display: block; border-left: 4px solid #d97706; padding: 4px 10px;
                     background: rgba(217, 119, 6, 0.12);}"""
@@ -77,4 +81,14 @@ MIC_WATCH_JS = """() => {
       status.onchange = () => show(status.state === 'denied');
     }).catch(() => {});
   }
+}"""
+
+
+# A segment clicked below the timeline is read in the chart at the top: bring the chart into view (the page
+# stays where it was when the chart is already on screen).
+SHOW_READING_JS = """() => {
+  const el = document.getElementById('reading');
+  if (!el) return;
+  const box = el.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) el.scrollIntoView({block: 'start'});
 }"""

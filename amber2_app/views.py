@@ -17,6 +17,29 @@ TRANSCRIPT_EDITED = "Your words (edited by you, not Whisper)"
 TRANSCRIPT_INFO = "Edit the words and press Enter: only the text and fused heads re-read them."
 TRANSCRIPT_EDITED_INFO = ("The chart now reads your words; the outlined bars show what Whisper's words gave. "
                           "Analyze the clip again to go back to Whisper's words.")
+TRANSCRIPT_WHOLE = "Words of a segment"
+TRANSCRIPT_WHOLE_INFO = ("The chart reads the whole recording, segment by segment. Click a segment on the "
+                         "timeline or in the table to see its words here and edit them.")
+
+
+def model_kappa(provenance: dict | None) -> float:
+    """The kappa the Learn and Vote tabs start from: the one the checkpoint was trained with (the Model tab
+    names it), else the paper's default."""
+    from amber2.paper import KAPPA_DEFAULT
+
+    kappa = (provenance or {}).get("kappa")
+    return float(kappa) if isinstance(kappa, (int, float)) and 0 <= kappa <= LEARN.kappa_max else KAPPA_DEFAULT
+
+
+def transcript_box(transcript: str | None, heard: str | None, whole_recording: bool) -> dict:
+    """What the transcript box says and whether it can be edited: Whisper's words, the visitor's edit, or
+    nothing to edit while the chart reads a whole recording (`heard`: Whisper's words of the reading shown,
+    None when there is none)."""
+    if heard is None and whole_recording:
+        return {"label": TRANSCRIPT_WHOLE, "info": TRANSCRIPT_WHOLE_INFO, "interactive": False}
+    edited = heard is not None and is_edited(transcript, heard)
+    return {"label": TRANSCRIPT_EDITED if edited else TRANSCRIPT_HEARD,
+            "info": TRANSCRIPT_EDITED_INFO if edited else TRANSCRIPT_INFO, "interactive": True}
 
 MIC_HINT = ("<small>Press **Record** and allow the microphone. Microphone blocked or missing? "
             "Upload a recording below instead (WAV, MP3, FLAC, OGG, M4A or WebM).</small>")
@@ -109,6 +132,8 @@ def waiting_message(seconds: float | None, long_from: float = 20.0) -> str:
 # ---- Emotion over time: a recording longer than a short clip gets a timeline (amber2.timeline) ----
 
 SEGMENT_COLUMNS = ["#", "time", *(h.short.lower() for h in TABLE), "voice vs words", "what was said"]
+# Shares of the table's width: the words get what the short columns leave, and wrap (a phone is 390 px wide).
+SEGMENT_WIDTHS = ["6%", "13%", *(["13%"] * len(TABLE)), "13%", f"{100 - 6 - 13 - 13 * len(TABLE) - 13}%"]
 TIMELINE_HINT = "Click a segment on the timeline or in the table to read it."
 
 

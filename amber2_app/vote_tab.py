@@ -26,7 +26,7 @@ from amber2.errors import UserError
 from amber2.heads import FIELDS, TABLE
 from amber2.paper import KAPPA_DEFAULT
 from amber2_app.classroom import round_summary, start_round
-from amber2_app.views import LEARN
+from amber2_app.views import LEARN, model_kappa
 from amber2.metrics import METRIC_LABELS
 from amber2_app.rooms import RoomError, RoomStore, Teacher, format_code, normalize_code
 from amber2_app.trust_curves import expert_weight_curve
@@ -46,7 +46,11 @@ students open it on their phones, listen and vote one emotion each. Their votes 
 expert AmbER² would trust (Eq. 5). Rooms last 24 hours: download the votes before then."""
 
 STUDENT_HELP = ("Listen to the clip, then choose the emotion you hear. You can change your vote until the "
-                "teacher closes the round. Nobody sees who voted what.")
+                "teacher closes the round or reveals the model's answer. Nobody sees who voted what.")
+
+
+REVEAL_EMPTY = "⚠️ No votes yet: reveal the model's answer once the class has voted (the round stays open)."
+ALREADY_CLOSED = "Voting on this round had already ended: revealing the model's answer closes it."
 
 
 def _message(e: Exception) -> str:
@@ -239,9 +243,14 @@ class VoteHandlers:
         if teacher is None:
             return "⚠️ Start a round first."
         try:
+            before = round_summary(self.store.state(teacher.room))
+            if action == self.store.reveal and before["y"] is None:
+                return REVEAL_EMPTY       # the chart would have no class to put the model beside
             action(teacher.room, teacher.key)
         except RoomError as e:
             return f"⚠️ {e}"
+        if action == self.store.close and before["closed"]:
+            return ALREADY_CLOSED
         return done
 
     def export(self, teacher_value):
@@ -349,8 +358,8 @@ def build(demo: gr.Blocks, store: RoomStore, analyzer, classes: Sequence[str],
                 with gr.Column(visible=False) as reveal_col:
                     sentence = gr.Markdown("")
                     metrics = gr.Markdown("")
-                    kappa = gr.Slider(0, LEARN.kappa_max, value=KAPPA_DEFAULT, step=0.25,
-                                      label="κ (sharpness of Eq. 5)")
+                    kappa = gr.Slider(0, LEARN.kappa_max, step=0.25, label="κ (sharpness of Eq. 5)",
+                                      value=model_kappa(getattr(getattr(analyzer, "model", None), "provenance", {})))
                     weights_plot = gr.Plot(show_label=False)
     with gr.Column(visible=False) as student_col:
         student_md = gr.Markdown("### Joining the room…")

@@ -298,3 +298,19 @@ def test_expected_refusals_log_one_line_without_a_traceback(caplog, tmp_path):
     assert any(r.exc_info for r in caplog.records), "a real failure keeps its traceback for the maintainer"
     with pytest.raises(AudioError):
         load_audio(not_audio)
+
+
+def test_a_file_that_is_not_audio_never_reaches_the_player(tmp_path, ravdess_clip):
+    """A text file renamed .wav is refused on upload, and the Speech player stays empty (it used to show a
+    broken 0:00 player and log a waveform error); a real clip, even a too-long one, goes to the player."""
+    import app
+    from amber2.audio import unreadable
+
+    fake = tmp_path / "notes.wav"
+    fake.write_text("not audio at all")
+    handlers = app.Handlers(analyzer=None, classes=["neutral", "angry"])
+    player, upload_box, transcript, chart, summary, numbers, *rest = handlers.uploaded(str(fake))
+    assert player is None and upload_box is None and "notes.wav" in numbers["error"]
+    assert "notes.wav" in summary
+    assert unreadable(ravdess_clip) is None
+    assert handlers.uploaded(str(ravdess_clip))[0] == str(ravdess_clip)

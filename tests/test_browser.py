@@ -360,3 +360,32 @@ def test_ten_minute_recording_gets_a_timeline_with_a_progress_bar(browser, app_u
     assert not page.locator("#timeline").is_visible()
     assert not errors, errors
     page.close()
+
+
+def test_a_timeline_fits_a_phone(browser, app_url, tmp_path, shot_dir):  # noqa: F811
+    """A 45 s recording analysed on a 390 px phone: the timeline, the segments table and the summary stay
+    inside the screen (the table once widened the page to about 1100 px), and the transcript box says it
+    holds no words for a whole recording."""
+    from test_timeline import build_recording
+
+    path, _ = build_recording(tmp_path, minutes=0.75)
+    page = browser.new_page(viewport=VIEWPORTS["phone"], is_mobile=True)
+    _open(page, app_url)
+    _upload(page, path)
+    _analyze(page)
+    page.wait_for_selector("#timeline .js-plotly-plot", timeout=600_000)
+    page.get_by_text(re.compile(r"Whole recording \(0:4\d, \d+ segments")).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.body.scrollWidth,"
+                           " document.querySelector('#segments').getBoundingClientRect().right]")
+    assert max(widths) <= 391, widths
+    assert not page.get_by_label("Words of a segment").is_editable()   # a whole recording: no words to edit
+    page.screenshot(path=str(shot_dir / "app-timeline-phone.png"), full_page=True)
+    # A segment clicked in the table is read in the chart above, brought into view, its words editable.
+    page.locator("#segments").scroll_into_view_if_needed()
+    page.get_by_role("gridcell").filter(has_text=re.compile(r"^\s*2\s*$")).first.click()
+    page.get_by_text(re.compile(r"Segment 2 \(")).first.wait_for(timeout=60_000)
+    page.wait_for_function("() => { const r = document.getElementById('reading').getBoundingClientRect();"
+                           " return r.top >= -1 && r.top < window.innerHeight; }", timeout=10_000)
+    assert page.get_by_label("What Whisper heard").is_editable()
+    page.close()

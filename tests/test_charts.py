@@ -9,7 +9,7 @@ import plotly.io as pio
 from amber2_app import charts
 from amber2.labels import vote_distribution
 from amber2_app.trust_curves import expert_weight_curve
-from test_explain import DEMO7, FakeAnalysis, peaked
+from test_explain import DEMO7, UNIFORM, FakeAnalysis, peaked
 
 
 def _analysis():
@@ -98,3 +98,27 @@ def test_votes_figure_draws_y_beside_both_experts_and_says_when_there_are_no_vot
     assert fig.layout.showlegend is True
     empty = charts.votes_figure(DEMO7, [0] * 7, None)
     assert "No votes" in empty.layout.annotations[0].text
+
+
+def test_bars_that_read_no_speaker_are_faint_and_say_why():
+    """White noise: no speech heard, no words. The chart does not draw confident-looking bars for it."""
+    noise = FakeAnalysis(audio=peaked("neutral", 0.89), text=UNIFORM, fused=peaked("neutral", 0.89),
+                         transcript="", speech_heard=False, no_speech_prob=0.97)
+    fig = charts.distribution_figure(noise)
+    assert all(t.opacity == charts.FAINT_OPACITY for t in fig.data)
+    assert any(charts.NO_SPEECH_NOTE in a.text for a in fig.layout.annotations)
+    typed_none = FakeAnalysis(audio=peaked("angry", 0.7), text=UNIFORM, fused=peaked("angry", 0.7), transcript="")
+    opacity = {t.name: t.opacity for t in charts.distribution_figure(typed_none).data}
+    assert opacity == {"Voice": 1.0, "Words": charts.FAINT_OPACITY, "Fused": 1.0}
+    assert not charts.distribution_figure(_analysis()).layout.annotations
+
+
+def test_vote_counts_stay_readable_beside_the_models_bars():
+    counts = [3, 1, 1, 0, 0, 0, 0]
+    y = np.array(counts, float) / 5
+    alone = charts.votes_figure(DEMO7, counts, y)
+    beside = charts.votes_figure(DEMO7, counts, y, p_audio=peaked("angry"), p_text=peaked("neutral"),
+                                 p_fused=peaked("angry"))
+    assert alone.data[0].text[0] == "3 votes" and beside.data[0].text[0] == "3"
+    assert "numbers: votes" in beside.data[0].name
+    assert beside.layout.uniformtext.minsize == beside.data[0].textfont.size   # plotly may not shrink them

@@ -233,3 +233,19 @@ def test_round_summary_is_eq1_and_reveals_eq5_only_after_the_reveal(store):
     assert w["kappa"] == 8.0 and w["u_audio"] + w["u_text"] == pytest.approx(1.0, abs=1e-5)
     assert w["u_audio"] > 0.5  # the class heard anger, like the voice head
     assert "agrees more with the **voice**" in after["sentence"]
+
+
+def test_the_teachers_buttons_say_what_happens(store):
+    """Reveal with no votes is refused (the round stays open); Close after Reveal says voting had already
+    ended; the students' help names both ways a round ends."""
+    from amber2_app import vote_tab
+
+    handlers = vote_tab.VoteHandlers(store, analyzer=None, classes=CLASSES)
+    teacher = store.create_room(CLASSES, "demo7", new_round(store))
+    control = {"room": teacher.room, "key": teacher.key}
+    assert handlers.reveal(control) == vote_tab.REVEAL_EMPTY
+    assert not store.state(teacher.room).revealed and not store.state(teacher.room).closed
+    store.vote(teacher.room, "student-1", "angry")
+    assert handlers.reveal(control) == "The model's answer is on the chart."
+    assert handlers.close(control) == vote_tab.ALREADY_CLOSED
+    assert "reveals the model's answer" in vote_tab.STUDENT_HELP

@@ -37,3 +37,23 @@ def test_upload_accepts_webm_whatever_type_the_browser_gives_it():
 def test_an_edit_is_told_from_whisper_words():
     assert views.is_edited("I hate you", "Kids are talking by the door")
     assert not views.is_edited(" Kids are talking by the door ", "Kids are talking by the door")
+
+
+def test_the_transcript_box_is_closed_while_the_chart_reads_a_whole_recording():
+    whole = views.transcript_box("", None, whole_recording=True)
+    assert whole["interactive"] is False and "Click a segment" in whole["info"]
+    heard = views.transcript_box("kids are talking", "kids are talking", whole_recording=True)   # a segment read
+    assert heard["interactive"] and heard["label"] == views.TRANSCRIPT_HEARD
+    edited = views.transcript_box("dogs are sitting", "kids are talking", whole_recording=False)
+    assert edited["interactive"] and edited["label"] == views.TRANSCRIPT_EDITED
+    assert views.transcript_box("", None, whole_recording=False)["interactive"]     # nothing analysed yet
+    assert len(views.SEGMENT_WIDTHS) == len(views.SEGMENT_COLUMNS)
+    assert sum(int(w.rstrip("%")) for w in views.SEGMENT_WIDTHS) == 100
+
+
+def test_learn_and_vote_start_from_the_checkpoints_own_kappa():
+    from amber2.paper import KAPPA_DEFAULT
+
+    assert views.model_kappa({"kappa": 8.0}) == 8.0
+    assert views.model_kappa({}) == views.model_kappa(None) == views.model_kappa({"kappa": None}) == KAPPA_DEFAULT
+    assert views.model_kappa({"kappa": 1e9}) == KAPPA_DEFAULT        # outside the slider: the paper's default
