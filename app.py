@@ -293,6 +293,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                         chart = gr.Plot(charts.placeholder_figure(classes, "Analyze a clip to see its emotions"),
                                         label="Emotion distributions", show_label=False, elem_id="reading")
                         summary = gr.Markdown("")
+                        gr.Markdown(views.trust_note(config))
                 # A long recording's timeline, below the reading of the whole recording (or of the segment clicked).
                 with gr.Column(visible=False) as timeline_box:
                     timeline_plot = gr.Plot(show_label=False, elem_id="timeline")
@@ -326,6 +327,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
             with gr.Tab("Model"):
                 gr.Markdown(panel["summary"])
                 gr.Markdown(panel["results"])
+                gr.Markdown(model_panel.GLOSSARY)
                 if panel["card"]:
                     with gr.Accordion("Model card", open=False):
                         gr.Markdown(panel["card"])

@@ -65,7 +65,8 @@ def round_summary(state: RoundState, kappa: float = KAPPA_DEFAULT) -> dict:
     out["model"] = {h: [float(v) for v in state.model[h]] for h in HEADS}
     out["transcript"] = state.transcript
     if y is None:
-        out["sentence"] = "Nobody voted on this clip, so there is nothing to compare the model with."
+        out["sentence"] = out["plain_sentence"] = ("Nobody voted on this clip, so there is nothing to compare the "
+                                                   "model with.")
         return out
     out["metrics"] = {h: {k: v for k, v in distribution_metrics(y[None], state.model[h][None]).items()
                           if k in ROUND_METRICS} for h in HEADS}
@@ -74,7 +75,20 @@ def round_summary(state: RoundState, kappa: float = KAPPA_DEFAULT) -> dict:
     out["weights"] = {"kappa": float(kappa), "u_audio": u_a, "u_text": u_t,
                       "d_audio": curve.d_audio, "d_text": curve.d_text}
     out["sentence"] = trust_sentence(out["metrics"], u_a, u_t, kappa, n)
+    out["plain_sentence"] = plain_trust_sentence(out["metrics"], n)
     return out
+
+
+def plain_trust_sentence(metrics: dict, n: int, tie: float = 0.01) -> str:
+    """What a student's phone says after the reveal: whether the class heard it more like the voice or more like
+    the words, without the numbers (the teacher's screen has them: `trust_sentence`)."""
+    d_a, d_t = metrics["audio"]["js"], metrics["text"]["js"]
+    who = f"Your class ({n} vote{'s' if n != 1 else ''})"
+    if abs(d_a - d_t) < tie:
+        return f"{who} heard this clip about as much like the voice as like the words."
+    closer, other = ("voice", "words") if d_a < d_t else ("words", "voice")
+    return (f"{who} heard this clip more like the model's reading of the **{closer}** than of the {other}, so a "
+            f"model trained on your votes would learn more from its {closer}.")
 
 
 def trust_sentence(metrics: dict, u_audio: float, u_text: float, kappa: float, n: int, tie: float = 0.01) -> str:

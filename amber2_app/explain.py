@@ -251,8 +251,10 @@ def summary_markdown(info: dict) -> str:
     if c["level"] in ("no speech", "no words"):
         lines += ["", c["sentence"]]
     else:
-        lines += ["", f"**Voice vs words: {c['level']}** (conflict {c['value']:.2f} of {JS_DISTANCE_MAX:.2f}). "
-                      f"{c['sentence']}"]
+        # The level follows the top emotions and how sure each head is; the conflict measures whole bars.
+        tops = "same top emotion" if c["level"] == "agree" else "different top emotions"
+        lines += ["", f"**Voice vs words: {c['level']}** ({tops}; conflict {c['value']:.2f} of "
+                      f"{JS_DISTANCE_MAX:.2f}). {c['sentence']}"]
     lines += ["", f"<small>{CONFLICT_MEANING} Ambiguity is the entropy divided by ln C: "
               "0 = one emotion, 1 = all equally likely.</small>"]
     return "\n".join(lines)

@@ -20,6 +20,20 @@ METHOD_DESCRIPTIONS = {
     "amber2": "AmbER² (soft labels from raters' votes; the fused head also learns from the voice and words heads)",
     "cbce": "class-balanced cross-entropy (the paper's baseline)"}
 HEAD_NAMES = {h.key: f"{h.short.lower()} head" for h in TABLE}   # "voice head", "words head", "fused head"
+# The words the Model tab and the report use, in plain words (shown under the results).
+GLOSSARY = """**The words used here**
+
+- **CB-CE** (class-balanced cross-entropy): the paper's baseline; it learns each clip's most voted emotion,
+  rare emotions weighted up.
+- **AmbER²**: learns the raters' whole vote distribution (RAI) and lets the fused head learn from the voice and
+  words heads, each in proportion to how close it is to the raters (MAI, weighted by κ).
+- **JS** (Jensen-Shannon distance): how far a head's bars are from the raters' votes; 0 is identical.
+- **BC** (Bhattacharyya coefficient): how much the two distributions overlap; 1 is identical.
+- **ACC / F1**: how often the top bar is the raters' most voted emotion (F1 averages over emotions).
+- **ECE** (expected calibration error): how far the bars' sureness is from how often they are right; 0 means a
+  70% bar is right 7 times in 10.
+- **κ** (kappa): how strongly the fused head trusts the expert closer to the raters; the page's fused bar uses
+  the same κ with the fused head in the raters' place."""
 
 
 def strip_front_matter(card: str) -> str:

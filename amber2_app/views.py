@@ -22,6 +22,16 @@ TRANSCRIPT_WHOLE_INFO = ("The chart reads the whole recording, segment by segmen
                          "timeline or in the table to see its words here and edit them.")
 
 
+def trust_note(config: dict) -> str:
+    """How far to trust the bars, said where they are shown (small print under the chart): calibrated or not,
+    and where the voice head is weak."""
+    calibrated = ("The bars are calibrated on held-out clips: a bar at 60% is right about 6 times in 10 there. "
+                  if config.get("temperatures") else
+                  "This checkpoint's bars are not calibrated: a high bar may be surer than the head is right. ")
+    return (f"<small>{calibrated}On voices from other studios and languages the voice head is right less often "
+            "(the Model tab has the numbers); a voice reading of an unfamiliar speaker is a rough guess.</small>")
+
+
 def model_kappa(provenance: dict | None) -> float:
     """The kappa the Learn and Vote tabs start from: the one the checkpoint was trained with (the Model tab
     names it), else the paper's default."""

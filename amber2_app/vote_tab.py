@@ -283,7 +283,7 @@ class VoteHandlers:
         mine = self.store.my_vote(room, voter) if voter else None
         if summary["revealed"]:
             status = (f"The teacher revealed the model's answer. Your vote: **{mine or 'none'}**. "
-                      f"{summary['sentence']}")
+                      f"{summary['plain_sentence']}")
         elif summary["closed"]:
             status = f"Round {state.number} is closed. Your vote: **{mine or 'none'}**. Wait for the next clip."
         else:

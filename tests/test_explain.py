@@ -61,7 +61,7 @@ def test_angry_voice_neutral_words_is_a_true_conflict():
     assert explain.conflict_sentence(a) == ("The voice sounds angry (90%) while the words read neutral (90%). "
                                             "The fused reading sides with the voice: angry (60%).")
     md = explain.summary_markdown(explain.summary(a))
-    assert f"**Voice vs words: disagree** (conflict {a.conflict:.2f} of 0.83)" in md
+    assert f"**Voice vs words: disagree** (different top emotions; conflict {a.conflict:.2f} of 0.83)" in md
 
 
 def test_same_top_emotion_with_both_sure_agrees_whatever_the_js_distance():

@@ -43,3 +43,10 @@ def test_bundled_report_gives_the_per_head_metrics():
     report = ROOT / "assets" / "demo-report" / "report.json"
     heads = model_panel.head_metrics(json.loads(report.read_text()))
     assert set(heads) == {"A", "T", "AT"} and all("js" in h for h in heads.values())
+
+
+def test_the_model_tab_explains_its_words():
+    from amber2_app.model_panel import GLOSSARY
+
+    for word in ("CB-CE", "AmbER²", "JS", "BC", "ECE", "MAI", "κ"):
+        assert f"**{word}" in GLOSSARY or word in GLOSSARY, word

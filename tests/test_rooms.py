@@ -249,3 +249,15 @@ def test_the_teachers_buttons_say_what_happens(store):
     assert handlers.reveal(control) == "The model's answer is on the chart."
     assert handlers.close(control) == vote_tab.ALREADY_CLOSED
     assert "reveals the model's answer" in vote_tab.STUDENT_HELP
+
+
+def test_students_read_the_reveal_in_plain_words(store):
+    """The teacher's screen keeps JS distances and u_A/u_T; a student's phone gets a sentence without them."""
+    teacher = store.create_room(CLASSES, "demo7", new_round(store))
+    for i in range(3):
+        store.vote(teacher.room, f"s{i}", "angry")
+    store.reveal(teacher.room, teacher.key)
+    summary = round_summary(store.state(teacher.room))
+    assert "JS distance" in summary["sentence"] and "u_A" in summary["sentence"]
+    plain = summary["plain_sentence"]
+    assert "voice" in plain and not any(j in plain for j in ("JS", "u_A", "κ", "kappa"))

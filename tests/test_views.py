@@ -57,3 +57,9 @@ def test_learn_and_vote_start_from_the_checkpoints_own_kappa():
     assert views.model_kappa({"kappa": 8.0}) == 8.0
     assert views.model_kappa({}) == views.model_kappa(None) == views.model_kappa({"kappa": None}) == KAPPA_DEFAULT
     assert views.model_kappa({"kappa": 1e9}) == KAPPA_DEFAULT        # outside the slider: the paper's default
+
+
+def test_the_page_says_how_far_to_trust_the_bars():
+    assert "calibrated on held-out clips" in views.trust_note({"temperatures": {"A": 2.0}})
+    assert "not calibrated" in views.trust_note({})
+    assert "voice head is right less often" in views.trust_note({})
