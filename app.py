@@ -285,7 +285,7 @@ def build_demo(analyzer: Analyzer, model_ref: str, config: dict, card: str | Non
                         gr.Markdown(views.MIC_HINT)
                         gr.Markdown(views.MIC_BLOCKED, elem_id="mic-blocked")
                         upload = gr.File(label="Upload a recording", file_types=views.UPLOAD_TYPES, type="filepath",
-                                         height=120, elem_id="upload")
+                                         height=156, elem_id="upload")
                         run = gr.Button(ANALYZE, variant="primary")
                         transcript = gr.Textbox(label=views.TRANSCRIPT_HEARD, lines=1, max_lines=4, interactive=True,
                                                 info=views.TRANSCRIPT_INFO)

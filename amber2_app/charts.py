@@ -120,7 +120,7 @@ def votes_figure(classes: Sequence[str], counts: Sequence[float], distribution: 
     beside = any(p is not None for p in (p_audio, p_text, p_fused))
     fig = go.Figure(go.Bar(
         x=list(classes), y=_plain(distribution), marker_color=style.votes_color,
-        name=f"y = votes / N  (N = {sum(counts):g}{'; numbers: votes' if beside else ''})",
+        name=f"y = votes / N  (N = {sum(counts):g})" + ("; numbers: votes" if beside else ""),
         text=[f"{c:g}" if beside else f"{int(c)} vote{'s' if c != 1 else ''}" if c == int(c) else f"{c:g} votes"
               for c in counts],
         textposition="outside", textfont={"size": style.font_size}, cliponaxis=False, customdata=counts,

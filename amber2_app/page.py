@@ -10,14 +10,15 @@ an emotion **distribution** each: from the **voice** (audio), from the **words**
 
 # On a phone the plotly toolbar would sit over the legend and the chart titles: hidden there (hover
 # values and the chart itself are unaffected).
-CSS = """.gradio-container {max-width: 1100px !important; margin: auto;}
+CSS = """.gradio-container {max-width: min(1100px, 100vw) !important; margin: auto; overflow-x: hidden;}
 @media (max-width: 640px) {
   .js-plotly-plot .modebar-container {display: none !important;}
   [role="tablist"] button[role="tab"] {padding-left: 6px !important; padding-right: 6px !important;}
 }
 #segment-pick {display: none !important;}
-/* The segments table wraps its words inside the screen: unwrapped, it once made a phone's page ~1100 px wide */
-#segments, #segments .table-wrap {max-width: 100%; min-width: 0;}
+/* Nothing may widen the page beyond the screen (.gradio-container above): on a phone, the progress overlay of
+   a long recording once made it ~1000 px wide, and the plots drawn then kept it so. The table wraps. */
+#segments, #segments-csv, #segments .table-wrap {max-width: 100%; min-width: 0; overflow-x: hidden;}
 #segments table {table-layout: fixed; width: 100% !important; min-width: 0 !important;}
 #segments th, #segments td {white-space: normal !important; overflow-wrap: anywhere;}
 #mic-blocked {display: none;}
