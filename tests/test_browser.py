@@ -345,6 +345,9 @@ def test_ten_minute_recording_gets_a_timeline_with_a_progress_bar(browser, app_u
     page.get_by_text(re.compile(r"Segment 3 \(")).first.wait_for(timeout=60_000)
     assert page.get_by_label("What Whisper heard").input_value()
     assert page.locator(".js-plotly-plot .barlayer .trace").count() >= 3
+    # Reading a segment brings the chart at the top into view; the visitor scrolls back to the timeline.
+    page.locator("#timeline").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     bars = page.locator("#timeline .barlayer .point")
     boxes = [b for b in (bars.nth(i).bounding_box() for i in range(min(bars.count(), 400))) if b]
     box = max(boxes, key=lambda b: b["height"] * b["width"] * (b["x"] > 700))
