@@ -23,27 +23,19 @@ import numpy as np
 
 from amber2.calibration import apply_temperature
 from amber2.heads import HEADS
+from amber2.metrics import js_distance
 
 READINGS = ("student", "arbitrated")
 VOICE, WORDS, STUDENT = "A", "T", "AT"     # the heads it reads, by key (amber2.heads)
-_EPS = 1e-12
-
-
-def _js(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence (natural log) over the last axis."""
-    m = 0.5 * (p + q)
-
-    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return (a * (np.log(np.clip(a, _EPS, None)) - np.log(np.clip(b, _EPS, None)))).sum(-1)
-
-    return np.clip(0.5 * (kl(p, m) + kl(q, m)), 0.0, None)
 
 
 def voice_trust(audio: np.ndarray, text: np.ndarray, student: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
     """u_A of Eq. 5 with the student in the raters' place: (..., C) x3 -> (...), in (0, 1).
 
     `kappa` broadcasts against the leading axes (one per run: shape (R, 1) for (R, N, C) inputs)."""
-    gap = _js(text, student) - _js(audio, student)     # > 0: the voice is closer to the student
+    lead = np.broadcast_shapes(np.shape(audio)[:-1], np.shape(text)[:-1], np.shape(student)[:-1])
+    # JS divergences; > 0: the voice is closer to the student (js_distance gives a (C,) input one row)
+    gap = (js_distance(text, student) ** 2 - js_distance(audio, student) ** 2).reshape(lead)
     return 1.0 / (1.0 + np.exp(-np.asarray(kappa, dtype=np.float64) * gap))
 
 
@@ -68,3 +60,10 @@ def fit_reading_temperature(calibrated: np.ndarray, kappa: float | np.ndarray, y
     kappa = np.asarray(kappa, dtype=np.float64)[..., None]     # one per run, broadcast over items
     mixed = arbitrate(*(calibrated[..., HEADS.index(h), :, :] for h in (VOICE, WORDS, STUDENT)), kappa)
     return fit_temperature(mixed, y)
+
+
+def invents(audio: np.ndarray, text: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """(...) whether a fused reading's top class is neither the voice head's nor the words head's: what the
+    arbitrated reading is built to avoid, and what every report counts."""
+    top = np.argmax(fused, -1)
+    return (top != np.argmax(audio, -1)) & (top != np.argmax(text, -1))

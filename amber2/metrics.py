@@ -52,13 +52,14 @@ def _check(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Per-row Jensen-Shannon distance (natural log, range [0, sqrt(ln 2)]) of (n, C) or (C,) distributions."""
+    """Per-row Jensen-Shannon distance (natural log, range [0, sqrt(ln 2)]) over the last axis of (..., C)
+    distributions (a single (C,) distribution gives a (1,) array)."""
     p, q = np.atleast_2d(p), np.atleast_2d(q)
     m = 0.5 * (p + q)
 
     def kl(a: np.ndarray) -> np.ndarray:
         ratio = np.where(a > 0, a / np.where(m > 0, m, 1.0), 1.0)
-        return (a * np.log(ratio)).sum(axis=1)
+        return (a * np.log(ratio)).sum(axis=-1)
 
     return np.sqrt(np.clip(0.5 * kl(p) + 0.5 * kl(q), 0.0, None))
 

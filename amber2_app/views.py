@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from amber2.heads import FIELDS, TABLE
+from amber2.paper import KAPPA_DEFAULT
 
 TRANSCRIPT_HEARD = "What Whisper heard"
 TRANSCRIPT_EDITED = "Your words (edited by you, not Whisper)"
@@ -35,8 +36,6 @@ def trust_note(config: dict) -> str:
 def model_kappa(provenance: dict | None) -> float:
     """The kappa the Learn and Vote tabs start from: the one the checkpoint was trained with (the Model tab
     names it), else the paper's default."""
-    from amber2.paper import KAPPA_DEFAULT
-
     kappa = (provenance or {}).get("kappa")
     return float(kappa) if isinstance(kappa, (int, float)) and 0 <= kappa <= LEARN.kappa_max else KAPPA_DEFAULT
 

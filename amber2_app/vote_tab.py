@@ -16,7 +16,7 @@ import logging
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import gradio as gr
 import numpy as np
@@ -233,25 +233,30 @@ class VoteHandlers:
                 weights, metrics, sentence)
 
     def reveal(self, teacher_value):
-        return self._control(teacher_value, self.store.reveal, "The model's answer is on the chart.")
+        def act(teacher: Teacher, state) -> str:
+            if not sum(state.counts):     # no class to put the model beside: refused, the round stays open
+                return REVEAL_EMPTY
+            self.store.reveal(teacher.room, teacher.key)
+            return "The model's answer is on the chart."
+
+        return self._control(teacher_value, act)
 
     def close(self, teacher_value):
-        return self._control(teacher_value, self.store.close, "Round closed: no more votes.")
+        def act(teacher: Teacher, state) -> str:
+            self.store.close(teacher.room, teacher.key)
+            return ALREADY_CLOSED if state.closed else "Round closed: no more votes."
 
-    def _control(self, teacher_value, action, done: str) -> str:
+        return self._control(teacher_value, act)
+
+    def _control(self, teacher_value, act: Callable[[Teacher, object], str]) -> str:
+        """`act(teacher, the round's state before it)` for the teacher's room; a refusal as a sentence."""
         teacher = _teacher(teacher_value)
         if teacher is None:
             return "⚠️ Start a round first."
         try:
-            before = round_summary(self.store.state(teacher.room))
-            if action == self.store.reveal and before["y"] is None:
-                return REVEAL_EMPTY       # the chart would have no class to put the model beside
-            action(teacher.room, teacher.key)
+            return act(teacher, self.store.state(teacher.room))
         except RoomError as e:
             return f"⚠️ {e}"
-        if action == self.store.close and before["closed"]:
-            return ALREADY_CLOSED
-        return done
 
     def export(self, teacher_value):
         """A zip of votes.csv and its clips, ready for `python -m train --dataset csv`."""

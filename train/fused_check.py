@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from amber2.arbitration import invents
 from amber2.files import atomic_write
 from amber2.heads import FIELDS
 from train.eval_sets import load_checkpoint, load_sentences, load_voices
@@ -39,7 +40,6 @@ log = logging.getLogger("train")
 SOURCES = ("emovo-whisper", "emovo-plain-words", "emovo-neutral-voice-emotional-words", "flat-voice-words")
 # espeak-ng voices none of train.demo.POOL_VOICES uses (variant, words per minute, pitch)
 CHECK_VOICES = (("en-us+f2", 150, 55), ("en-gb-x-rp+m2", 160, 45), ("en-us+Storm", 145, 50))
-WORDS_FIELD = "text"
 TIMELINE_SECONDS = 240.0     # the recording the timeline check joins from EMOVO clips
 SAVE_EVERY = 50              # clips heard between saves of the hearing cache
 
@@ -56,8 +56,7 @@ class HeadReadings:
 
 def invented(readings: HeadReadings) -> np.ndarray:
     """(N,) whether the fused top class is neither the voice's nor the words' top class."""
-    top = {f: getattr(readings, f).argmax(1) for f in FIELDS}
-    return (top["fused"] != top["audio"]) & (top["fused"] != top[WORDS_FIELD])
+    return invents(readings.audio, readings.text, readings.fused)
 
 
 def fused_scores(readings: HeadReadings, classes: Sequence[str]) -> dict:
@@ -230,7 +229,7 @@ def timeline_check(analyzer, paths: Sequence[Path], seconds: float = TIMELINE_SE
         total += len(pieces[-2]) + len(silence)
     timeline = analyze_timeline(analyzer, np.concatenate(pieces)[: int(seconds * SAMPLE_RATE)])
     speech = [s.analysis for s in timeline.segments if s.speech]
-    made_up = [a.top("fused") not in (a.top("audio"), a.top("text")) for a in speech]
+    made_up = [bool(invents(a.audio, a.text, a.fused)) for a in speech]
     summary = {f: timeline.summary.top(f) for f in FIELDS}
     return {"seconds": round(timeline.duration, 1), "clips": len(pieces) // 2, "segments": len(timeline.segments),
             "speech_segments": len(speech), "invented": float(np.mean(made_up)) if speech else 0.0,

@@ -300,11 +300,9 @@ def reading_summary(folds: Sequence[FoldResult], calibrated: dict[str, np.ndarra
 def _invented_share(heads: np.ndarray, fused: np.ndarray) -> float:
     """Share of items whose `fused` top class is neither the voice head's nor the words head's (heads: (H, N, C)
     in HEADS order)."""
-    from amber2.arbitration import VOICE, WORDS
+    from amber2.arbitration import VOICE, WORDS, invents
 
-    top = fused.argmax(-1)
-    voice, words = (heads[HEADS.index(h)].argmax(-1) for h in (VOICE, WORDS))
-    return float(((top != voice) & (top != words)).mean())
+    return float(invents(heads[HEADS.index(VOICE)], heads[HEADS.index(WORDS)], fused).mean())
 
 
 def reliability_curves(predictions: dict[str, np.ndarray], y: np.ndarray) -> dict:
